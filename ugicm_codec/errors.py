@@ -1,0 +1,36 @@
+"""Errors with a one-line message and the exit status the command line returns for them.
+
+Importing this module imports nothing heavy.
+"""
+
+
+class UgicmError(Exception):
+    """Base class: ``str(error)`` is the one-line message shown to users."""
+
+    exit_code = 1
+
+
+class FormatError(UgicmError):
+    """A .ugc file is truncated, corrupt or not a .ugc file at all."""
+
+
+class LimitError(FormatError):
+    """A .ugc header asks for more than the configured limits (pixels, sizes)."""
+
+
+class ModelMismatchError(UgicmError):
+    """A .ugc file was made with another model or other weights than the ones loaded."""
+
+
+class ImageError(UgicmError):
+    """An input image cannot be read or is of a kind ugicm does not handle."""
+
+
+class WeightsError(UgicmError):
+    """Model weights are missing, altered or unreadable: a set-up problem, not a bad input."""
+
+    exit_code = 3
+
+
+class OutputError(UgicmError):
+    """An output cannot be written (or would overwrite an input)."""

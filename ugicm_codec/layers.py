@@ -1,0 +1,145 @@
+"""Building blocks of the UG-ICM model that CompressAI does not provide.
+
+- ``PreferenceEmbedding``: beta -> Fourier features -> 2-layer MLP (the PCDM embedding).
+- ``RateGain``: learned gain / inverse-gain vectors on y for a ladder of lambdas, interpolated
+  geometrically between neighbours (Cui et al. 2021), so one set of weights covers a continuous rate.
+- ``exact_forward``: runs a conv stack in fixed point on float64 so the result is bit-exact on any
+  device, thread count or batch size (see formats/ugc.md, "Deterministic entropy parameters").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class PreferenceEmbedding(nn.Module):
+    """Embeds the preference beta in [0, 1] (0 = human, 1 = machine).
+
+    Fixed Fourier features make the MLP see beta at several frequencies, so a small MLP can give
+    beta=0 and beta=1 very different embeddings while intermediate values stay smooth.
+    """
+
+    def __init__(self, num_frequencies: int = 8, dim: int = 128):
+        super().__init__()
+        self.register_buffer(
+            "frequencies", (2.0 ** torch.arange(num_frequencies)) * math.pi / 2, persistent=False
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * num_frequencies + 1, dim), nn.GELU(), nn.Linear(dim, dim)
+        )
+
+    def forward(self, beta: torch.Tensor) -> torch.Tensor:
+        beta = beta.reshape(-1, 1).float()
+        angles = beta * self.frequencies
+        features = torch.cat([beta, torch.sin(angles), torch.cos(angles)], dim=1)
+        return self.mlp(features)
+
+
+class PreferenceBias(nn.Module):
+    """Per-channel bias projected from the preference embedding (one per decoder block)."""
+
+    def __init__(self, embed_dim: int, channels: int):
+        super().__init__()
+        self.proj = nn.Linear(embed_dim, channels)
+        # Zero init: the preference starts as a no-op, and training moves beta=1 away from beta=0.
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        bias = self.proj(embedding).to(x.dtype)
+        return x + bias[:, :, None, None]
+
+
+class RateGain(nn.Module):
+    """Gain (encoder side) and inverse gain (decoder side) vectors for a ladder of rate points.
+
+    ``level`` is continuous in [0, levels-1]; between ladder points the vectors are interpolated
+    geometrically, g = g_i^(1-t) * g_{i+1}^t, which is what makes the rate continuous.
+    """
+
+    def __init__(self, levels: int, channels: int, init_gains: list[float] | None = None):
+        super().__init__()
+        if init_gains is None:
+            init_gains = [1.0] * levels
+        init = torch.tensor(init_gains, dtype=torch.float32)[:, None].expand(levels, channels)
+        # Stored as logs: interpolation is linear in log space, and gains stay positive.
+        self.log_gain = nn.Parameter(init.log().clone())
+        self.log_inverse_gain = nn.Parameter((-init.log()).clone())
+
+    @property
+    def levels(self) -> int:
+        return self.log_gain.shape[0]
+
+    def _interpolate(self, table: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        level = level.reshape(-1).float().clamp(0, self.levels - 1)
+        low = level.floor().clamp(max=self.levels - 2).long()
+        t = (level - low.float())[:, None]
+        mixed = table[low] * (1 - t) + table[low + 1] * t
+        return mixed.exp()[:, :, None, None]
+
+    def gain(self, level: torch.Tensor) -> torch.Tensor:
+        return self._interpolate(self.log_gain, level)
+
+    def inverse_gain(self, level: torch.Tensor) -> torch.Tensor:
+        return self._interpolate(self.log_inverse_gain, level)
+
+
+# Fixed-point format of the exact hyper-synthesis. Activations are multiples of 2^-ACT_BITS in
+# [0, ACT_MAX], weights multiples of 2^-WEIGHT_BITS with |w| <= WEIGHT_MAX. Every product is then a
+# multiple of 2^-(ACT_BITS + WEIGHT_BITS) and every partial sum stays below 2^53 of those units,
+# so float64 represents all of them exactly and the summation order cannot change the result.
+ACT_BITS = 8
+ACT_MAX = 4096.0
+WEIGHT_BITS = 12
+WEIGHT_MAX = 128.0
+_MAX_FAN_IN = 2**53 / (ACT_MAX * WEIGHT_MAX * 2 ** (ACT_BITS + WEIGHT_BITS))
+
+
+def _to_grid(x: torch.Tensor, bits: int) -> torch.Tensor:
+    scale = float(2**bits)
+    return torch.floor(x * scale + 0.5) / scale
+
+
+def quantize_weight(w: torch.Tensor) -> torch.Tensor:
+    return _to_grid(w.double().clamp(-WEIGHT_MAX, WEIGHT_MAX), WEIGHT_BITS)
+
+
+def quantize_activation(x: torch.Tensor) -> torch.Tensor:
+    return _to_grid(x.double().clamp(0.0, ACT_MAX), ACT_BITS)
+
+
+def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Evaluates a stack of Conv2d / ConvTranspose2d / ReLU layers bit-exactly on the CPU.
+
+    The input is snapped to the activation grid (it is integer-valued latents plus medians in
+    practice), each layer uses grid weights and a bias on the accumulator grid, and each ReLU output
+    is snapped back to the activation grid. Returns float64.
+    """
+    h = quantize_activation_signed(x.detach().cpu())
+    for layer in layers:
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            fan_in = layer.weight[0].numel() if isinstance(layer, nn.Conv2d) else (
+                layer.weight.shape[0] * layer.weight.shape[2] * layer.weight.shape[3]
+            )
+            if fan_in > _MAX_FAN_IN:
+                raise ValueError(f"layer fan-in {fan_in} too large for exact evaluation")
+            w = quantize_weight(layer.weight.detach().cpu())
+            b = _to_grid(layer.bias.detach().cpu().double(), ACT_BITS + WEIGHT_BITS)
+            if isinstance(layer, nn.Conv2d):
+                h = F.conv2d(h, w, b, layer.stride, layer.padding)
+            else:
+                h = F.conv_transpose2d(h, w, b, layer.stride, layer.padding, layer.output_padding)
+        elif isinstance(layer, nn.ReLU):
+            h = quantize_activation(h)
+        else:
+            raise TypeError(f"exact_forward does not support {type(layer).__name__}")
+    return h
+
+
+def quantize_activation_signed(x: torch.Tensor) -> torch.Tensor:
+    """The input of the stack may be negative (latents); snap it to the grid without clamping to 0."""
+    return _to_grid(x.double().clamp(-ACT_MAX, ACT_MAX), ACT_BITS)

@@ -1,0 +1,24 @@
+"""python -m ugicm_codec.training [config.toml] [key=value ...]: headless training entry point."""
+
+import json
+import sys
+
+from .config import TrainConfig
+from .loop import Trainer
+
+
+def main(argv: list[str]) -> int:
+    path = argv[0] if argv and not "=" in argv[0] else None
+    overrides = {}
+    for item in argv[1 if path else 0:]:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-tf" and value not in ("-",) else value
+    cfg = TrainConfig.load(path, overrides)
+    trainer = Trainer(cfg, reporter=lambda r: print(json.dumps(r), flush=True))
+    trainer.resume()
+    trainer.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,111 @@
+"""``ugicm train``: the command-line face of training.loop (torch is imported only when it runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("config", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--run-dir", help="Checkpoints and log.jsonl go here (default ~/.cache/ugicm/runs/default).")
+@click.option("--train", "train_dirs", multiple=True, help="Training image folder (repeatable).")
+@click.option("--val", help="Validation image folder.")
+@click.option("--arch", help="Architecture name (ugicm-hp-128-192, ugicm-hp-tiny).")
+@click.option("--stage1-steps", type=int, help="Steps of stage 1 (all modules).")
+@click.option("--stage2-steps", type=int, help="Steps of stage 2 (decoder only).")
+@click.option("--batch-size", type=int)
+@click.option("--crop", type=int, help="Training crop size in pixels.")
+@click.option("--lr", type=float, help="Stage-1 learning rate.")
+@click.option("--semantic-weight", type=float, help="Weight of L_sem against 255²·MSE.")
+@click.option("--no-semantic", is_flag=True, help="Ablation: train beta=1 on MSE only.")
+@click.option("--teacher", type=click.Choice(["efficientnet-lite0", "clip"]), help="Semantic encoder.")
+@click.option("--teacher-weights", type=click.Path(exists=True, dir_okay=False),
+              help="Local weights file of the teacher (CLIP: an open_clip state dict).")
+@click.option("--device", help="auto, cpu, cuda, cuda:1 …")
+@click.option("--threads", type=int, help="CPU threads.")
+@click.option("--seed", type=int)
+@click.option("--max-steps", type=int, help="Stop after this many more steps (the run can be resumed).")
+@click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint in the run directory.")
+@click.option("--val-every", type=int)
+@click.option("--checkpoint-every", type=int)
+@click.option("--log-every", type=int)
+def train(config, run_dir, train_dirs, val, arch, stage1_steps, stage2_steps, batch_size, crop, lr,
+          semantic_weight, no_semantic, teacher, teacher_weights, device, threads, seed, max_steps,
+          fresh, val_every, checkpoint_every, log_every):
+    """Train the codec with the two-stage UG-ICM schedule from folders of images.
+
+    Settings come from CONFIG (TOML, see configs/default.toml), then from the options. A run
+    resumes from RUN_DIR/last.pt when it exists; Ctrl-C saves a checkpoint and stops. Under
+    torchrun the same command trains with DDP.
+    """
+    from .config import TrainConfig
+    from .loop import Trainer
+
+    overrides = dict(run_dir=run_dir, train=list(train_dirs) or None, val=val, arch=arch,
+                     stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_size=batch_size,
+                     crop=crop, lr=lr, semantic_weight=semantic_weight, teacher=teacher,
+                     teacher_weights=teacher_weights, device=device, threads=threads, seed=seed,
+                     val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every,
+                     semantic=False if no_semantic else None)
+    try:
+        cfg = TrainConfig.load(config, overrides)
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+
+    show = _Display(cfg)
+    try:
+        trainer = Trainer(cfg, reporter=show.record)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        click.echo(f"ugicm: error: {e}", err=True)
+        sys.exit(1)
+    if fresh:
+        trainer.checkpoint_path().unlink(missing_ok=True)
+    elif trainer.resume():
+        show.line(f"resumed from {trainer.checkpoint_path()} at step {trainer.step}")
+    show.start(trainer.step)
+    try:
+        step = trainer.run(max_steps=max_steps)
+    finally:
+        show.stop()
+    show.line(f"stopped at step {step}; checkpoint {trainer.checkpoint_path()}")
+
+
+class _Display:
+    """A rich progress bar with the latest losses on a terminal; JSON lines when piped."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.progress = None
+        self.tty = sys.stderr.isatty()
+
+    def start(self, step: int) -> None:
+        if not self.tty:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+        self.task = self.progress.add_task("train", total=self.cfg.total_steps, completed=step, status="")
+        self.progress.start()
+
+    def record(self, r: dict) -> None:
+        if self.progress is None:
+            print(json.dumps(r), flush=True)
+            return
+        if r.get("kind") == "val":
+            self.progress.console.print("val " + json.dumps({k: v for k, v in r.items() if k.startswith("L")}))
+            return
+        status = f"stage {r.get('stage')} loss {r.get('loss', 0):.3f} bpp {r.get('bpp', 0):.3f} mse {r.get('mse', 0):.5f}"
+        if "sem" in r:
+            status += f" sem {r['sem']:.3f}"
+        self.progress.update(self.task, completed=r["step"], status=status)
+
+    def line(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

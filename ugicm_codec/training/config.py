@@ -1,0 +1,68 @@
+"""Training configuration: a dataclass, read from TOML, overridable from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "ugicm-hp-128-192"
+    train: list[str] = field(default_factory=lambda: ["../shared/data/train"])
+    val: str = "../shared/data/val"
+    run_dir: str = "~/.cache/ugicm/runs/default"
+    seed: int = 0
+    batch_size: int = 8
+    crop: int = 128
+    # Stage 1: everything, alternating human and machine sessions of `session_steps` each.
+    stage1_steps: int = 200_000
+    lr: float = 3e-4
+    session_steps: int = 50
+    # Stage 2: encoder, hyperprior and entropy model frozen; decoder fine-tuned.
+    stage2_steps: int = 20_000
+    stage2_lr: float = 5e-5
+    # Relative weight of L_sem against the 255²-scaled MSE (the paper leaves the scaling implicit).
+    semantic_weight: float = 200.0
+    semantic: bool = True  # False: the ablation, beta=1 trained on MSE only
+    teacher: str = "efficientnet-lite0"
+    teacher_weights: str | None = None
+    instances: int = 2
+    # Speed.
+    threads: int = 2
+    device: str = "auto"
+    # bf16 autocast: "auto" uses it on CUDA, and on CPUs with native bf16 (AVX512-BF16 / AMX);
+    # on an AVX2-only CPU it is emulated and made a step 10x slower here.
+    mixed_precision: str = "auto"
+    channels_last: bool = True
+    # Bookkeeping.
+    val_every: int = 1000
+    val_images: int = 8
+    checkpoint_every: int = 500
+    log_every: int = 50
+    clip_grad: float = 1.0
+
+    @property
+    def total_steps(self) -> int:
+        return self.stage1_steps + self.stage2_steps
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir).expanduser()
+
+    @classmethod
+    def load(cls, path: str | Path | None, overrides: dict | None = None) -> "TrainConfig":
+        values: dict = {}
+        if path is not None:
+            with open(path, "rb") as f:
+                values.update(tomllib.load(f))
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,304 @@
+"""The two-stage UG-ICM training schedule.
+
+Stage 1 trains every module. Steps are grouped in sessions of ``session_steps``: a human session
+(λ·MSE + rate at beta=0) is followed by a machine session (λ·(MSE + w·L_sem) + rate at beta=1).
+Stage 2 freezes the encoder, hyperprior and entropy model and fine-tunes the decoder side only
+(g_s, the PCDM and the inverse gains): MSE at beta=0, L_sem at beta=1.
+
+The rate level is drawn uniformly from the continuous ladder for every sample, so one set of
+weights learns every rate. No downstream model and no label is ever used.
+
+Runs on one process, or under ``torchrun`` with DDP (gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ..models import UGICM, bits_per_pixel, build_model
+from .config import TrainConfig
+from .data import RandomCrops, validation_images
+from .semantic import SemanticLoss, object_proposals
+from .teachers import build_teacher
+
+CHECKPOINT = "last.pt"
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, reporter=None):
+        self.cfg = cfg
+        self.report = reporter or (lambda record: None)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = _pick_device(cfg.device)
+        if self.world > 1:
+            if self.device.type == "cuda":
+                local = int(os.environ.get("LOCAL_RANK", "0"))
+                self.device = torch.device("cuda", local)
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed + self.rank)
+        random.seed(cfg.seed + self.rank)
+        np.random.seed(cfg.seed + self.rank)
+
+        self.run_dir = cfg.resolved_run_dir()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.model: UGICM = build_model(cfg.arch).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.semantic = SemanticLoss(
+            build_teacher(cfg.teacher, cfg.teacher_weights).to(self.device,
+                memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format),
+            instances=cfg.instances,
+        )
+        self.data = RandomCrops(cfg.train, cfg.crop, cfg.batch_size, seed=cfg.seed + self.rank)
+        self.val = validation_images(cfg.val, cfg.val_images, 256) if cfg.val else None
+        self.step = 0
+        self.stage = 0
+        self._bf16 = self._use_bf16()
+        self._build_optimizers()
+        self._stop = False
+
+    # ------------------------------------------------------------------ setup
+    def _build_optimizers(self) -> None:
+        stage2 = self.step >= self.cfg.stage1_steps
+        self.stage = 2 if stage2 else 1
+        m = self.model
+        if stage2:
+            frozen = [m.g_a, m.h_a, m.h_s, m.entropy_bottleneck, m.gaussian_conditional]
+            for module in frozen:
+                module.requires_grad_(False)
+            m.rate.log_gain.requires_grad_(False)
+        params = [p for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
+        aux = [p for n, p in m.named_parameters() if n.endswith(".quantiles")]
+        self.optimizer = torch.optim.Adam(params, lr=self.cfg.stage2_lr if stage2 else self.cfg.lr)
+        self.aux_optimizer = torch.optim.Adam(aux, lr=1e-3)
+        self.net = m
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                m, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+
+    def _use_bf16(self) -> bool:
+        setting = str(self.cfg.mixed_precision).lower()
+        if setting in ("auto", ""):
+            return self.device.type == "cuda" or _cpu_has_native_bf16()
+        return setting in ("true", "1", "yes", "bf16")
+
+    def _autocast(self):
+        if not self._bf16:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        _atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "aux_optimizer": self.aux_optimizer.state_dict(),
+                "step": self.step,
+                "config": self.cfg.as_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "data_rng": repr(self.data.state()),
+            },
+            self.checkpoint_path(),
+        )
+
+    def resume(self) -> bool:
+        path = self.checkpoint_path()
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["config"]["arch"] != self.cfg.arch:
+            raise ValueError(f"{path} holds a {state['config']['arch']} model, not {self.cfg.arch}")
+        self.model.load_state_dict(state["model"])
+        self.step = int(state["step"])
+        self._build_optimizers()
+        same_stage = (int(state["step"]) >= self.cfg.stage1_steps) == (self.stage == 2)
+        if same_stage:
+            try:
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+            except ValueError:
+                pass  # parameter groups changed (a new stage): start the optimizer afresh
+        torch.set_rng_state(state["torch_rng"].cpu())
+        import ast
+
+        rng = ast.literal_eval(state["data_rng"])
+        self.data.set_state((rng[0], tuple(rng[1]), rng[2]))
+        return True
+
+    # ------------------------------------------------------------------ one step
+    def _losses(self, x: torch.Tensor, crops: np.ndarray, beta: float) -> dict:
+        cfg, b = self.cfg, x.size(0)
+        level = torch.rand(b, device=self.device) * self.model.max_level
+        lmbda = self.model.lmbda(level)
+        betas = torch.full((b,), float(beta), device=self.device)
+        with self._autocast():
+            out = self.net(x, level, betas)
+        x_hat = out["x_hat"].float()
+        mse = F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(1)
+        bpp = bits_per_pixel(out["likelihoods"], x.size(2) * x.size(3))
+        terms = {"mse": mse.mean(), "bpp": bpp.mean()}
+        machine = beta > 0
+        if self.stage == 1:
+            distortion = 255**2 * mse
+            if machine and cfg.semantic:
+                sem = self._semantic(x, x_hat, crops)
+                terms.update({k: v.mean() for k, v in sem.items()})
+                distortion = distortion + cfg.semantic_weight * sem["sem"]
+            loss = (lmbda * distortion + bpp).mean()
+        else:
+            if machine and cfg.semantic:
+                sem = self._semantic(x, x_hat, crops)
+                terms.update({k: v.mean() for k, v in sem.items()})
+                loss = (lmbda * cfg.semantic_weight * sem["sem"]).mean()
+            else:
+                loss = (lmbda * 255**2 * mse).mean()
+        terms["loss"] = loss
+        return terms
+
+    def _semantic(self, x, x_hat, crops) -> dict:
+        proposals = [object_proposals(c, self.cfg.instances) for c in crops] if self.cfg.instances else None
+        # The teacher runs in float32: its depthwise convolutions gain nothing from bf16 on a CPU.
+        return self.semantic(x, x_hat, proposals)
+
+    def session_beta(self) -> float:
+        """Human (0) and machine (1) sessions alternate every ``session_steps`` steps."""
+        return float((self.step // self.cfg.session_steps) % 2)
+
+    def train_step(self) -> dict:
+        if self.step == self.cfg.stage1_steps and self.stage == 1:
+            self._build_optimizers()
+        self.net.train()
+        x, crops = self.data.next_batch()
+        x = x.to(self.device)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        beta = self.session_beta()
+        terms = self._losses(x, crops, beta)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if self.cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.clip_grad
+            )
+        self.optimizer.step()
+        if self.stage == 1:
+            aux = self.model.aux_loss()
+            self.aux_optimizer.zero_grad(set_to_none=True)
+            aux.backward()
+            self.aux_optimizer.step()
+            terms["aux"] = aux.detach()
+        self.step += 1
+        record = {k: float(v.detach()) for k, v in terms.items()}
+        record.update(step=self.step, stage=self.stage, beta=beta)
+        return record
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> dict:
+        if self.val is None:
+            return {}
+        self.model.eval()
+        x = self.val.to(self.device)
+        record: dict = {"step": self.step, "kind": "val"}
+        for level in (0.0, self.model.max_level / 2, self.model.max_level):
+            lv = torch.full((x.size(0),), level, device=self.device)
+            human = self.model(x, lv, torch.zeros_like(lv))
+            machine = self.model(x, lv, torch.ones_like(lv))
+            mse = F.mse_loss(human["x_hat"].clamp(0, 1), x).item()
+            bpp = bits_per_pixel(human["likelihoods"], x.size(2) * x.size(3)).mean().item()
+            sem_h = self.semantic._distance(x, human["x_hat"].clamp(0, 1)).mean().item()
+            sem_m = self.semantic._distance(x, machine["x_hat"].clamp(0, 1)).mean().item()
+            key = f"L{level:g}"
+            record[key] = {
+                "bpp": round(bpp, 4),
+                "psnr": round(-10 * math.log10(max(mse, 1e-10)), 3),
+                "sem_human": round(sem_h, 5),
+                "sem_machine": round(sem_m, 5),
+            }
+        self.model.train()
+        return record
+
+    # ------------------------------------------------------------------ main loop
+    def _log(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.report(record)
+
+    def request_stop(self, *_):
+        self._stop = True
+
+    def run(self, max_steps: int | None = None) -> int:
+        """Trains until the schedule ends, ``max_steps`` more steps were done, or a stop signal."""
+        old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        target = self.cfg.total_steps if max_steps is None else min(self.cfg.total_steps, self.step + max_steps)
+        running: dict[str, float] = {}
+        count, started = 0, time.time()
+        try:
+            while self.step < target and not self._stop:
+                record = self.train_step()
+                for k, v in record.items():
+                    if isinstance(v, float) and k not in ("beta",):
+                        running[k] = running.get(k, 0.0) + v
+                count += 1
+                if self.step % self.cfg.log_every == 0 or self.step == target:
+                    avg = {k: round(v / count, 5) for k, v in running.items()}
+                    avg.update(step=self.step, stage=self.stage, kind="train",
+                               sec_per_step=round((time.time() - started) / count, 3))
+                    self._log(avg)
+                    running, count, started = {}, 0, time.time()
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self.save()
+                if self.cfg.val_every and self.step % self.cfg.val_every == 0:
+                    self._log(self.validate())
+        finally:
+            self.save()
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            if self.world > 1 and dist.is_initialized():
+                dist.destroy_process_group()
+        return self.step

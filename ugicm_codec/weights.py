@@ -1,0 +1,169 @@
+"""Shipped weights: a safetensors file per model plus ``weights/manifest.json``.
+
+Weights are read with safetensors (no unpickling) and their SHA-256 is checked against the
+manifest before use. The first 8 bytes of that digest go into every .ugc file, so a file made
+with other weights is refused instead of being decoded into garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import WeightsError
+
+MANIFEST = "manifest.json"
+DIGEST_BYTES = 8
+
+
+def weights_dirs() -> list[Path]:
+    """Where weights are looked for, in order: $UGICM_WEIGHTS, the source tree, the install prefix."""
+    dirs = []
+    if os.environ.get("UGICM_WEIGHTS"):
+        dirs.append(Path(os.environ["UGICM_WEIGHTS"]))
+    dirs.append(Path(__file__).resolve().parent.parent / "weights")
+    dirs.append(Path(sys.prefix) / "share" / "ugicm" / "weights")
+    return dirs
+
+
+@dataclass
+class WeightsInfo:
+    name: str  # architecture name
+    path: Path
+    sha256: str
+    manifest: dict
+
+    @property
+    def digest(self) -> bytes:
+        return bytes.fromhex(self.sha256)[:DIGEST_BYTES]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def locate(weights: str | Path | None = None) -> WeightsInfo:
+    """Finds the weights to use: a .safetensors file, a directory with a manifest, or the default.
+
+    A file given directly must sit next to a manifest that lists it, or carry its architecture in
+    its safetensors metadata; either way its digest is computed and, when listed, checked.
+    """
+    if weights is not None:
+        path = Path(weights)
+        if path.is_dir():
+            return _from_manifest_dir(path)
+        if not path.is_file():
+            raise WeightsError(f"weights file not found: {path}")
+        return _from_file(path)
+    for d in weights_dirs():
+        if (d / MANIFEST).is_file():
+            return _from_manifest_dir(d)
+    raise WeightsError(
+        "no model weights found (looked in " + ", ".join(map(str, weights_dirs())) + "); "
+        "pass --weights or set UGICM_WEIGHTS"
+    )
+
+
+def _read_manifest(directory: Path) -> dict:
+    try:
+        return json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"unreadable weights manifest {directory / MANIFEST}: {e}") from None
+
+
+def _from_manifest_dir(directory: Path) -> WeightsInfo:
+    manifest = _read_manifest(directory)
+    name = manifest.get("default")
+    entry = manifest.get("models", {}).get(name)
+    if not entry:
+        raise WeightsError(f"{directory / MANIFEST} names no default model")
+    path = directory / entry["file"]
+    if not path.is_file():
+        raise WeightsError(f"weights file missing: {path}")
+    return _checked(name, path, entry)
+
+
+def _from_file(path: Path) -> WeightsInfo:
+    manifest = _read_manifest(path.parent) if (path.parent / MANIFEST).is_file() else {}
+    for name, entry in manifest.get("models", {}).items():
+        if entry.get("file") == path.name:
+            return _checked(name, path, entry)
+    name = _metadata(path).get("architecture")
+    if not name:
+        raise WeightsError(f"{path} names no architecture and no manifest lists it")
+    return WeightsInfo(name, path, _sha256(path), {"file": path.name})
+
+
+def _checked(name: str, path: Path, entry: dict) -> WeightsInfo:
+    digest = _sha256(path)
+    if entry.get("sha256") and entry["sha256"] != digest:
+        raise WeightsError(
+            f"weights file {path} does not match its manifest (sha256 {digest[:16]}…, "
+            f"expected {entry['sha256'][:16]}…): altered or corrupt"
+        )
+    return WeightsInfo(name, path, digest, entry)
+
+
+def _metadata(path: Path) -> dict:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises several types for a broken header
+        raise WeightsError(f"unreadable weights file {path}: {e}") from None
+
+
+def load_model(info: WeightsInfo):
+    """Builds the architecture and loads the weights (float32 in memory)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .models import build_model
+
+    try:
+        model = build_model(info.name)
+    except KeyError as e:
+        raise WeightsError(str(e.args[0])) from None
+    try:
+        state = load_file(str(info.path))
+    except Exception as e:
+        raise WeightsError(f"unreadable weights file {info.path}: {e}") from None
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise WeightsError(f"weights file {info.path} does not fit {info.name}: {first}") from None
+    model.eval().requires_grad_(False)
+    if model.gaussian_conditional._quantized_cdf.numel() == 0:
+        raise WeightsError(f"weights file {info.path} lacks entropy coder tables")
+    return model
+
+
+def export(model, path: Path, half: bool = True) -> str:
+    """Writes a model as safetensors: transforms in float16, the entropy model exact (float32 and
+    int32 CDF tables, computed here once so every decoder uses the very same tables)."""
+    import torch
+    from safetensors.torch import save_file
+
+    model = model.cpu().eval()
+    model.update(force=True)
+    state = {}
+    for key, value in model.state_dict().items():
+        exact = key.startswith(("entropy_bottleneck.", "gaussian_conditional."))
+        if half and value.is_floating_point() and not exact:
+            value = value.half()
+        state[key] = value.contiguous()
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"architecture": model.arch.name})
+    os.replace(tmp, path)
+    return _sha256(path)
