@@ -1,0 +1,129 @@
+"""The ugicm command line: outputs, pipelines, one-line errors and exit codes, atomic writes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import GOLDEN, KODAK, need_shared
+from ugicm_codec.cli import main
+
+TINY = str(GOLDEN / "tiny")
+
+
+@pytest.fixture
+def run(monkeypatch):
+    monkeypatch.setenv("UGICM_WEIGHTS", TINY)
+
+    def invoke(*args, input=None):
+        return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def test_encode_decode_info(run, tmp_path):
+    src = GOLDEN / "source.png"
+    out = tmp_path / "a.ugc"
+    r = run("encode", src, "-o", out, "--json")
+    assert r.exit_code == 0, r.output
+    record = json.loads(r.stdout.splitlines()[0])
+    assert record["bytes"] == out.stat().st_size
+    assert run("decode", out, "--prefer", "human", "-o", tmp_path / "h.png").exit_code == 0
+    assert run("decode", out, "--prefer", "machine", "-o", tmp_path / "m.webp").exit_code == 0
+    assert Image.open(tmp_path / "m.webp").format == "WEBP"
+    h = np.asarray(Image.open(tmp_path / "h.png"))
+    assert h.shape == (80, 96, 3)
+    r = run("info", out)
+    assert r.exit_code == 0 and "96x80 RGB" in r.output and "ugicm-hp-tiny" in r.output
+    info = json.loads(run("info", "--json", out).output)
+    assert info["bytes"] == out.stat().st_size and info["width"] == 96
+
+
+def test_batch_to_directory_continues_after_a_bad_file(run, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    good = tmp_path / "good.png"
+    good.write_bytes((GOLDEN / "source.png").read_bytes())
+    r = run("encode", bad, good, "-o", tmp_path / "out", "--json")
+    assert r.exit_code == 1
+    assert (tmp_path / "out" / "good.ugc").exists() and not (tmp_path / "out" / "bad.ugc").exists()
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "bad.png" in errors[0]
+    assert "1 of 2 done, 1 failed" in r.stderr
+    assert not list((tmp_path / "out").glob("*.part"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_file_one_line_error_no_output(run, tmp_path, damage):
+    data = bytearray((GOLDEN / "tiny-q90.ugc").read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0x10
+    broken = tmp_path / "broken.ugc"
+    broken.write_bytes(bytes(data))
+    r = run("decode", broken, "-o", tmp_path / "x.png")
+    assert r.exit_code == 1
+    assert r.stderr.strip().count("\n") == 0 and "corrupt or truncated" in r.stderr
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "x.png").exists()
+    assert run("info", broken).exit_code == 1
+
+
+def test_refuses_to_overwrite_input(run, tmp_path):
+    src = tmp_path / "img.ugc"
+    src.write_bytes((GOLDEN / "tiny-q30.ugc").read_bytes())
+    r = run("decode", src, "-o", src)
+    assert r.exit_code == 2 and "input itself" in r.output
+    assert src.read_bytes() == (GOLDEN / "tiny-q30.ugc").read_bytes()
+
+
+def test_missing_weights_exit_3(monkeypatch, tmp_path):
+    monkeypatch.setenv("UGICM_WEIGHTS", str(tmp_path))
+    r = CliRunner().invoke(main, ["decode", str(GOLDEN / "tiny-q30.ugc"), "--weights", str(tmp_path / "none.safetensors")])
+    assert r.exit_code == 3 and "weights file not found" in r.stderr
+
+
+def test_altered_weights_exit_3(tmp_path):
+    for name in ("manifest.json", "ugicm-hp-tiny.safetensors"):
+        (tmp_path / name).write_bytes((GOLDEN / "tiny" / name).read_bytes())
+    f = tmp_path / "ugicm-hp-tiny.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-100] ^= 1
+    f.write_bytes(bytes(data))
+    r = CliRunner().invoke(main, ["decode", str(GOLDEN / "tiny-q30.ugc"), "--weights", str(tmp_path), "-o", str(tmp_path / "o.png")])
+    assert r.exit_code == 3 and "does not match its manifest" in r.stderr
+
+
+def test_bad_preference_is_a_usage_error(run):
+    r = run("decode", GOLDEN / "tiny-q30.ugc", "--prefer", "robots", "-o", "-")
+    assert r.exit_code == 2
+
+
+def test_shell_pipeline():
+    """cat img | ugicm encode - -o - | ugicm decode - --prefer machine -o - > out.png"""
+    env = {**os.environ, "UGICM_WEIGHTS": TINY}
+    cmd = [sys.executable, "-m", "ugicm_codec.cli"]
+    enc = subprocess.run(cmd + ["encode", "-", "-o", "-"], input=(GOLDEN / "source.png").read_bytes(),
+                         capture_output=True, env=env, check=True)
+    assert enc.stdout[:4] == b"\x89UGC"
+    dec = subprocess.run(cmd + ["decode", "-", "--prefer", "machine", "-o", "-"], input=enc.stdout,
+                         capture_output=True, env=env, check=True)
+    assert dec.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_kodak_command(tmp_path, default_codec):
+    """The issue's showcase: one file, two different decodes, and its header."""
+    need_shared(KODAK)
+    r = CliRunner()
+    k, h, m = tmp_path / "k.ugc", tmp_path / "h.png", tmp_path / "m.png"
+    assert r.invoke(main, ["encode", str(KODAK / "kodim01.png"), "-o", str(k)]).exit_code == 0
+    assert r.invoke(main, ["decode", str(k), "--prefer", "human", "-o", str(h)]).exit_code == 0
+    assert r.invoke(main, ["decode", str(k), "--prefer", "machine", "-o", str(m)]).exit_code == 0
+    assert not np.array_equal(np.asarray(Image.open(h)), np.asarray(Image.open(m)))
+    assert "768x512" in r.invoke(main, ["info", str(k)]).output

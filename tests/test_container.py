@@ -1,0 +1,118 @@
+"""The .ugc container parser: round trips, and a clean FormatError for every kind of damage."""
+
+import random
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+from conftest import GOLDEN
+from ugicm_codec import container
+from ugicm_codec.container import CHUNK_Y, CHUNK_Z, UgcFile
+from ugicm_codec.errors import FormatError, LimitError
+
+
+def sample(width=100, height=70, **kw) -> UgcFile:
+    y, z = container.latent_shapes(width, height)
+    fields = dict(model_id="ugicm-hp-tiny", weights_digest=bytes(range(8)), width=width, height=height,
+                  colour_mode="RGB", rate_level=2.5, y_shape=y, z_shape=z,
+                  chunks={CHUNK_Z: b"zz-stream", CHUNK_Y: b"y" * 300})
+    fields.update(kw)
+    return UgcFile(**fields)
+
+
+def test_round_trip():
+    f = sample()
+    g = container.parse(container.build(f))
+    assert (g.width, g.height, g.model_id, g.weights_digest, g.rate_level) == (100, 70, "ugicm-hp-tiny", bytes(range(8)), 2.5)
+    assert g.z_string == b"zz-stream" and g.y_string == b"y" * 300
+    assert g.y_shape == (8, 8) and g.z_shape == (2, 2)
+
+
+def test_layout_matches_spec():
+    data = container.build(sample())
+    assert data[:8] == b"\x89UGC\r\n\x1a\n" and data[8] == 1 and data[9] == 0
+    n = data[10]
+    assert data[11:11 + n] == b"ugicm-hp-tiny"
+    assert int.from_bytes(data[19 + n:23 + n], "big") == 100
+    assert int.from_bytes(data[23 + n:27 + n], "big") == 70
+    assert int.from_bytes(data[-4:], "big") == zlib.crc32(data[:-4])
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7, 8, 20, 44, 60, -5, -4, -1])
+def test_truncation(cut):
+    data = container.build(sample())
+    with pytest.raises(FormatError):
+        container.parse(data[:cut])
+
+
+def test_every_prefix_and_bit_flip_is_refused():
+    data = container.build(sample())
+    for cut in range(len(data)):
+        with pytest.raises(FormatError):
+            container.parse(data[:cut])
+    rng = random.Random(0)
+    for _ in range(300):
+        flipped = bytearray(data)
+        i = rng.randrange(len(flipped))
+        flipped[i] ^= 1 << rng.randrange(8)
+        with pytest.raises(FormatError):
+            container.parse(bytes(flipped))
+
+
+def refreshed(body: bytes) -> bytes:
+    """A body with a valid CRC: damage that a CRC cannot see, as a crafted file would have."""
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+def test_crafted_lengths_and_sizes():
+    body = container.build(sample())[:-4]
+    n = body[10]
+    # a chunk length pointing far beyond the end of the file
+    i = body.index(CHUNK_Z) + 4
+    crafted = body[:i] + (2**31).to_bytes(4, "big") + body[i + 4:]
+    with pytest.raises(FormatError):
+        container.parse(refreshed(crafted))
+    # 1,000,000 x 1,000,000 pixels: refused by the limit, before any allocation
+    huge = body[:19 + n] + (10**6).to_bytes(4, "big") * 2 + body[27 + n:]
+    with pytest.raises(LimitError, match="exceeds the limit"):
+        container.parse(refreshed(huge))
+    # width 0
+    zero = body[:19 + n] + (0).to_bytes(4, "big") + body[23 + n:]
+    with pytest.raises(FormatError):
+        container.parse(refreshed(zero))
+    # trailing garbage inside the CRC
+    with pytest.raises(FormatError):
+        container.parse(refreshed(body + b"xx"))
+
+
+def test_latent_shape_mismatch_and_chunks():
+    with pytest.raises(FormatError, match="latent shapes"):
+        container.parse(container.build(sample(y_shape=(9, 9))))
+    with pytest.raises(FormatError, match="unknown critical chunk"):
+        container.parse(container.build(sample(chunks={CHUNK_Z: b"a", CHUNK_Y: b"b", b"XTRA": b"c"})))
+    with pytest.raises(FormatError, match="missing chunk"):
+        container.parse(container.build(sample(chunks={CHUNK_Z: b"a"})))
+    # an ancillary chunk is skipped
+    f = container.parse(container.build(sample(chunks={CHUNK_Z: b"a", CHUNK_Y: b"b", b"note": b"hi"})))
+    assert f.y_string == b"b"
+
+
+def test_other_formats_refused():
+    with pytest.raises(FormatError, match="not a .ugc"):
+        container.parse((GOLDEN / "source.png").read_bytes())
+    with pytest.raises(FormatError, match="version"):
+        data = bytearray(container.build(sample()))
+        data[8] = 2
+        container.parse(refreshed(bytes(data[:-4])))
+
+
+def test_info_does_not_import_torch():
+    code = ("import sys; from ugicm_codec.cli import main; "
+            "from click.testing import CliRunner; "
+            f"r = CliRunner().invoke(main, ['info', r'{GOLDEN / 'tiny-q30.ugc'}']); "
+            "assert r.exit_code == 0, r.output; "
+            "print('torch' in sys.modules, 'compressai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
