@@ -1,0 +1,68 @@
+"""Exports a training checkpoint as the shipped weights and records it in weights/manifest.json.
+
+    python scripts/export_weights.py ~/.cache/ugicm/runs/main/last.pt [--kodak results.json]
+
+The manifest keeps what a user needs to trust the file: its SHA-256, the architecture, the
+training steps and data, the teacher, and (with --kodak) the Kodak figures measured on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import torch
+
+from ugicm_codec.models import build_model
+from ugicm_codec.weights import MANIFEST, export
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "weights")
+    parser.add_argument("--kodak", type=Path, help="JSON of measured Kodak figures to record")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    cfg = state["config"]
+    model = build_model(cfg["arch"])
+    model.load_state_dict(state["model"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"{cfg['arch']}.safetensors"
+    digest = export(model, args.out / name)
+
+    manifest_path = args.out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+    entry = {
+        "file": name,
+        "sha256": digest,
+        "architecture": cfg["arch"],
+        "format": "safetensors; transforms float16, entropy model float32 with int32 CDF tables",
+        "steps": int(state["step"]),
+        "stage1_steps": cfg["stage1_steps"],
+        "stage": 2 if state["step"] > cfg["stage1_steps"] else 1,
+        "batch_size": cfg["batch_size"],
+        "crop": cfg["crop"],
+        "lambdas": list(model.arch.lambdas),
+        "data": cfg["train"],
+        "teacher": cfg["teacher"] if cfg.get("semantic", True) else None,
+        "semantic_weight": cfg["semantic_weight"],
+        "exported": datetime.date.today().isoformat(),
+        "note": args.note,
+    }
+    if args.kodak:
+        entry["kodak"] = json.loads(args.kodak.read_text())
+    manifest["default"] = cfg["arch"]
+    manifest["models"][cfg["arch"]] = entry
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"{args.out / name}: sha256 {digest}, step {state['step']}")
+
+
+if __name__ == "__main__":
+    main()

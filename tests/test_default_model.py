@@ -1,0 +1,29 @@
+"""The shipped weights: real bitstreams match the training-path rate estimate, golden file decodes."""
+
+import numpy as np
+import torch
+from PIL import Image
+
+from conftest import GOLDEN, KODAK, need_shared
+from ugicm_codec.codec import _pad
+from ugicm_codec.models import bits_per_pixel
+
+
+def test_file_size_matches_likelihood_estimate(default_codec):
+    need_shared(KODAK)
+    im = Image.open(KODAK / "kodim23.png").convert("RGB").crop((128, 0, 640, 384))
+    x = _pad(torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255)
+    for quality in (10, 60, 100):
+        level = default_codec.quality_to_level(quality)
+        with torch.no_grad():
+            out = default_codec.model(x, torch.tensor([level]), torch.zeros(1))
+        estimated = bits_per_pixel(out["likelihoods"], 1).item()
+        actual = 8 * sum(len(s) for s in default_codec.model.compress(x, level)["strings"])
+        assert abs(actual - estimated) / estimated < 0.03, (quality, actual, estimated)
+
+
+def test_golden_default_file(default_codec):
+    path = GOLDEN / "default-q60.ugc"
+    data = path.read_bytes()
+    want = np.asarray(Image.open(GOLDEN / "default-q60.human.png"))
+    assert np.array_equal(np.asarray(default_codec.decode(data, "human")), want)
