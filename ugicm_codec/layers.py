@@ -112,32 +112,63 @@ def quantize_activation(x: torch.Tensor) -> torch.Tensor:
     return _to_grid(x.double().clamp(0.0, ACT_MAX), ACT_BITS)
 
 
-def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+class ExactStack:
     """Evaluates a stack of Conv2d / ConvTranspose2d / ReLU layers bit-exactly on the CPU.
 
-    The input is snapped to the activation grid (it is integer-valued latents plus medians in
-    practice), each layer uses grid weights and a bias on the accumulator grid, and each ReLU output
-    is snapped back to the activation grid. Returns float64.
+    The input is snapped to the activation grid (in practice integer latents plus medians), each
+    layer uses grid weights and a bias on the accumulator grid, and each ReLU output is snapped
+    back to the activation grid. The grid weights are computed once and reused until the
+    layers' parameters change (they do not at inference; they do while training).
     """
-    h = quantize_activation_signed(x.detach().cpu())
-    for layer in layers:
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            fan_in = layer.weight[0].numel() if isinstance(layer, nn.Conv2d) else (
-                layer.weight.shape[0] * layer.weight.shape[2] * layer.weight.shape[3]
-            )
-            if fan_in > _MAX_FAN_IN:
-                raise ValueError(f"layer fan-in {fan_in} too large for exact evaluation")
-            w = quantize_weight(layer.weight.detach().cpu())
-            b = _to_grid(layer.bias.detach().cpu().double(), ACT_BITS + WEIGHT_BITS)
-            if isinstance(layer, nn.Conv2d):
-                h = F.conv2d(h, w, b, layer.stride, layer.padding)
+
+    def __init__(self, layers: nn.Sequential):
+        self.layers = layers
+        self._key = None
+        self._ops: list = []
+
+    def _parameters_key(self):
+        return tuple((p.data_ptr(), p._version) for p in self.layers.parameters())
+
+    def _prepare(self) -> None:
+        ops = []
+        for layer in self.layers:
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                transposed = isinstance(layer, nn.ConvTranspose2d)
+                w = layer.weight
+                fan_in = w.shape[0] * w.shape[2] * w.shape[3] if transposed else w[0].numel()
+                if fan_in > _MAX_FAN_IN:
+                    raise ValueError(f"layer fan-in {fan_in} too large for exact evaluation")
+                ops.append((
+                    "deconv" if transposed else "conv",
+                    quantize_weight(w.detach().cpu()),
+                    _to_grid(layer.bias.detach().cpu().double(), ACT_BITS + WEIGHT_BITS),
+                    layer,
+                ))
+            elif isinstance(layer, nn.ReLU):
+                ops.append(("relu", None, None, layer))
             else:
+                raise TypeError(f"exact evaluation does not support {type(layer).__name__}")
+        self._ops = ops
+        self._key = self._parameters_key()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Returns float64 values that are identical on every machine."""
+        if self._key != self._parameters_key():
+            self._prepare()
+        h = quantize_activation_signed(x.detach().cpu())
+        for kind, w, b, layer in self._ops:
+            if kind == "conv":
+                h = F.conv2d(h, w, b, layer.stride, layer.padding)
+            elif kind == "deconv":
                 h = F.conv_transpose2d(h, w, b, layer.stride, layer.padding, layer.output_padding)
-        elif isinstance(layer, nn.ReLU):
-            h = quantize_activation(h)
-        else:
-            raise TypeError(f"exact_forward does not support {type(layer).__name__}")
-    return h
+            else:
+                h = quantize_activation(h)
+        return h
+
+
+def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """One-off exact evaluation of a layer stack (see ExactStack)."""
+    return ExactStack(layers)(x)
 
 
 def quantize_activation_signed(x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from compressai.models.base import CompressionModel, get_scale_table
 from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 
-from .layers import PreferenceBias, PreferenceEmbedding, RateGain, exact_forward
+from .layers import ExactStack, PreferenceBias, PreferenceEmbedding, RateGain
 
 # CompressAI's MSE lambdas for its quality 1..6 (plus one below and one above), on 0-255 scale.
 DEFAULT_LAMBDAS = (0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932)
@@ -87,6 +87,7 @@ class UGICM(CompressionModel):
         self.rate = RateGain(len(arch.lambdas), M, (lambdas / mid).sqrt().tolist())
         self.preference = PreferenceEmbedding(dim=arch.embed_dim)
         self.register_buffer("lambdas", lambdas.float(), persistent=False)
+        self.exact_h_s = ExactStack(self.h_s)
 
     # ----------------------------------------------------------------- rate ladder
     @property
@@ -121,7 +122,7 @@ class UGICM(CompressionModel):
     # ----------------------------------------------------------------- bitstream path
     def entropy_parameters(self, z_hat: torch.Tensor):
         """(indexes, means) of y' from ẑ, bit-exact on any machine (CPU, float64 fixed point)."""
-        params = exact_forward(self.h_s, z_hat)
+        params = self.exact_h_s(z_hat)
         scales, means = params.float().chunk(2, 1)
         indexes = self.gaussian_conditional.build_indexes(scales)
         return indexes, means

@@ -1,0 +1,260 @@
+"""Speed and memory of ugicm next to CompressAI's hyperprior and Pillow's JPEG, WebP and AVIF.
+
+Each (codec, device, image) configuration runs in a fresh Python process, so that its memory
+figures are its own: the process's peak resident set (Python, libraries, model and coding) and
+the rise of that peak while coding, measured by resetting the kernel's high-water mark
+(/proc/self/clear_refs) after set-up, or from getrusage's ru_maxrss where that is not possible.
+Times are the median of ``repeat`` runs after one warm-up run, from an image already in memory
+to bytes (encode) and from bytes to an RGB array (decode).
+
+The CompressAI model is ``bmshj2018_hyperprior(quality=4, pretrained=False)``: random weights, so
+its speed is real but its bits per pixel mean nothing. Its rate is the entropy-coded strings
+without any container.
+
+Run as ``python -m ugicm_codec.evaluation.bench CONFIG_JSON`` it is that child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .shared import KODAK_DIR
+
+LEARNED = ("ugicm", "bmshj2018")
+PILLOW = ("jpeg", "webp", "avif")
+CODECS = LEARNED + PILLOW
+SYNTHETIC_PREFIX = "synthetic:"
+SYNTHETIC_DEFAULT = "synthetic:768x512"
+PILLOW_QUALITY = 75  # the default quality of Pillow's JPEG and AVIF encoders
+COMPRESSAI_QUALITY = 4
+
+
+def default_images() -> list[str]:
+    kodim01 = KODAK_DIR / "kodim01.png"
+    return [str(kodim01)] if kodim01.is_file() else [SYNTHETIC_DEFAULT]
+
+
+def image_label(image: str) -> str:
+    return image.replace(SYNTHETIC_PREFIX, "synthetic ") if image.startswith(SYNTHETIC_PREFIX) else Path(image).name
+
+
+def codec_label(codec: str) -> str:
+    if codec == "bmshj2018":
+        return f"compressai bmshj2018-hyperprior q{COMPRESSAI_QUALITY} (random weights)"
+    return codec
+
+
+# ------------------------------------------------------------------------- parent side
+def run_configuration(config: dict, timeout: float = 1800) -> dict:
+    """Runs one configuration in a fresh interpreter and returns its measurements (or an error)."""
+    cmd = [sys.executable, "-m", "ugicm_codec.evaluation.bench", json.dumps(config)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**config, "error": f"took longer than {timeout:g} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        try:
+            return {**config, **json.loads(lines[-1])}
+        except ValueError:
+            pass
+    tail = [line for line in proc.stderr.splitlines() if line.strip()]
+    return {**config, "error": tail[-1] if tail else f"worker exited with status {proc.returncode}"}
+
+
+# -------------------------------------------------------------------------- child side
+def _memory_kib(field: str) -> int | None:
+    try:
+        match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+        return int(match.group(1)) if match else None
+    except OSError:
+        return None
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5: reset the peak resident set size to the current one (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_kib() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
+
+
+def synthetic_image(width: int, height: int):
+    """A deterministic photo-like test card: smooth gradients, some texture, mild noise."""
+    import numpy as np
+
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = 128 + 100 * np.sin(x / 53.0) * np.cos(y / 71.0)
+    g = 255 * x / max(width - 1, 1)
+    b = 128 + 60 * np.sin((x + y) / 9.0) + 40 * np.cos(np.hypot(x - width / 2, y - height / 2) / 17.0)
+    noise = np.random.default_rng(0).normal(0, 6, (height, width, 3))
+    rgb = np.stack([r, g, b], axis=2) + noise
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def _load_image(image: str):
+    import numpy as np
+
+    if image.startswith(SYNTHETIC_PREFIX):
+        w, h = (int(v) for v in image[len(SYNTHETIC_PREFIX):].split("x"))
+        return synthetic_image(w, h)
+    from ..container import DEFAULT_MAX_PIXELS
+    from ..image_io import open_image, to_rgb_array
+
+    return np.ascontiguousarray(to_rgb_array(open_image(Path(image), DEFAULT_MAX_PIXELS))[0])
+
+
+def _setup_ugicm(config, rgb):
+    import torch
+
+    from ..codec import DEFAULT_QUALITY, Codec
+
+    codec = Codec(weights=config.get("weights"), device=config["device"], threads=config.get("threads"))
+    quality = DEFAULT_QUALITY
+
+    def encode():
+        return codec.encode_detailed(rgb, quality=quality).data
+
+    def decode(data):
+        return codec.decode_array(data, "human")[0]
+
+    setting = {"quality": quality, "model": codec.info.name, "weights_sha256": codec.info.sha256[:16],
+               "prefer": "human"}
+    return encode, decode, len, setting, torch
+
+
+def _setup_bmshj2018(config, rgb):
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from compressai.zoo import bmshj2018_hyperprior
+
+    if config.get("threads"):
+        torch.set_num_threads(config["threads"])
+    device = torch.device(config["device"])
+    net = bmshj2018_hyperprior(quality=COMPRESSAI_QUALITY, pretrained=False).eval().requires_grad_(False)
+    net.update(force=True)
+    net = net.to(device)
+    h, w = rgb.shape[:2]
+
+    def encode():
+        x = torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float().div_(255)
+        x = F.pad(x, (0, (-w) % 64, 0, (-h) % 64), mode="replicate")
+        with torch.no_grad():
+            return net.compress(x)
+
+    def decode(out):
+        with torch.no_grad():
+            x_hat = net.decompress(out["strings"], out["shape"])["x_hat"]
+        x_hat = x_hat[0, :, :h, :w].clamp_(0, 1).mul_(255).round_()
+        return x_hat.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+    def size(out):
+        return sum(len(s) for strings in out["strings"] for s in strings)
+
+    return encode, decode, size, {"quality": COMPRESSAI_QUALITY, "pretrained": False}, torch
+
+
+def _setup_pillow(config, rgb):
+    from .baselines import BASELINES
+
+    codec = BASELINES[config["codec"]]
+    threads = config.get("threads") or os.cpu_count() or 1
+
+    def encode():
+        return codec.encode(rgb, PILLOW_QUALITY, threads=threads)
+
+    setting = {"quality": PILLOW_QUALITY, "options": codec.options, "library": codec.library()}
+    return encode, codec.decode, len, setting, None
+
+
+def _measure(config: dict) -> dict:
+    rgb = _load_image(config["image"])
+    setup = {"ugicm": _setup_ugicm, "bmshj2018": _setup_bmshj2018}.get(config["codec"], _setup_pillow)
+    encode, decode, size, setting, torch = setup(config, rgb)
+    cuda = torch is not None and config["device"].startswith("cuda")
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    data = encode()  # warm-up: lazy initialisation, caches, cuDNN autotuning
+    decode(data)
+    sync()
+    setup_peak = _memory_kib("VmHWM") or _maxrss_kib()
+    rss_before = _memory_kib("VmRSS")
+    exact = rss_before is not None and _reset_peak()
+    if not exact:
+        rss_before = _maxrss_kib()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+
+    encode_s, decode_s = [], []
+    for _ in range(config["repeat"]):
+        start = time.perf_counter()
+        data = encode()
+        sync()
+        encode_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        decode(data)
+        sync()
+        decode_s.append(time.perf_counter() - start)
+
+    coding_peak = (_memory_kib("VmHWM") if exact else _maxrss_kib()) or rss_before
+    h, w = rgb.shape[:2]
+    megapixels = w * h / 1e6
+    result = {
+        "width": w, "height": h, "megapixels": megapixels, "bytes": size(data), "bpp": size(data) * 8 / (w * h),
+        "encode_s": statistics.median(encode_s), "decode_s": statistics.median(decode_s),
+        "encode_runs_s": encode_s, "decode_runs_s": decode_s,
+        "encode_mp_per_s": megapixels / statistics.median(encode_s),
+        "decode_mp_per_s": megapixels / statistics.median(decode_s),
+        "peak_rss_mib": max(setup_peak, coding_peak) / 1024,
+        "coding_rss_mib": max(0, coding_peak - rss_before) / 1024,
+        "memory_method": "VmHWM reset after set-up" if exact else "ru_maxrss rise (coarse)",
+        "setting": setting,
+    }
+    if torch is not None:
+        result["threads"] = torch.get_num_threads()
+        result["torch"] = torch.__version__
+        result["cuda_available"] = torch.cuda.is_available()
+        if cuda:
+            result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+            result["gpu"] = torch.cuda.get_device_name()
+    else:
+        # libjpeg and libwebp encode on one thread; libavif uses up to max_threads.
+        result["threads"] = (config.get("threads") or os.cpu_count() or 1) if config["codec"] == "avif" else 1
+    return result
+
+
+def _child(argument: str) -> int:
+    config = json.loads(argument)
+    try:
+        print(json.dumps(_measure(config)), flush=True)
+        return 0
+    except Exception as e:  # reported as one line by the parent
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(json.dumps({"error": f"{type(e).__name__}: {first}"}), flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1]))

@@ -1,0 +1,231 @@
+"""From per-image records to averaged curves, Bjøntegaard tables, results.json and results.md.
+
+Curves are averaged the way CompressAI and the published anchors average: the mean of per-image
+bpp, of per-image PSNR and of per-image MS-SSIM at each setting (MS-SSIM in dB is taken of that
+mean). A point enters the BD tables only when every image of the run has a record for it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import baselines as baseline_codecs
+from .anchors import load_anchors
+from .bd import METHODS, BDError, bd_quality, bd_rate
+from .metrics import ms_ssim_db
+from .runner import ORIGINAL, UGICM, EvalPlan, is_kodak
+
+QUALITY_AXES = {"psnr": "PSNR", "ms_ssim_db": "MS-SSIM (dB)"}
+KODAK_IMAGES = 24
+
+
+def average_curves(plan: EvalPlan, records: dict) -> dict[str, list[dict]]:
+    settings = {UGICM: [f"q{q:g}" for q in plan.qualities]}
+    settings.update({name: [f"q{q:g}" for q in baseline_codecs.get(name).qualities] for name in plan.baselines})
+    if plan.tasks:
+        settings[ORIGINAL] = ["-"]
+    curves: dict[str, list[dict]] = {}
+    for codec, codec_settings in settings.items():
+        for curve in plan.curves(codec):
+            points = [p for p in (_average(plan, records, codec, curve, s) for s in codec_settings) if p]
+            if points:
+                curves[curve] = sorted(points, key=lambda p: (p["bpp"] is None, p["bpp"] or 0.0))
+    return curves
+
+
+def _average(plan: EvalPlan, records: dict, codec: str, curve: str, setting: str) -> dict | None:
+    coder = plan.coder(codec)
+    found = [records.get((im.name, plan.image_digests[im.name], curve, setting, coder)) for im in plan.images]
+    found = [r for r in found if r is not None]
+    if not found:
+        return None
+    point = {"setting": setting, "quality": found[0]["quality"], "n_images": len(found)}
+    if codec != ORIGINAL:
+        for key in ("bpp", "psnr", "encode_s", "decode_s"):
+            point[key] = float(np.mean([r[key] for r in found]))
+        scores = [r["ms_ssim"] for r in found]
+        point["ms_ssim"] = None if None in scores else float(np.mean(scores))
+        point["ms_ssim_db"] = ms_ssim_db(point["ms_ssim"])
+    else:
+        point["bpp"] = None
+    point["tasks"] = {t.name: t.summarise([r["tasks"][t.name] for r in found if t.name in r.get("tasks", {})])
+                      for t in plan.tasks}
+    return point
+
+
+def bd_comparisons(curves: dict[str, list[dict]], anchors: dict[str, dict], n_images: int) -> list[dict]:
+    """Every measured curve against every other measured curve and every published anchor,
+    for each quality axis and each interpolation method."""
+    references = [(name, "measured", pts) for name, pts in curves.items()]
+    references += [(stem, "published", a["points"]) for stem, a in anchors.items()]
+    rows = []
+    for metric in QUALITY_AXES:
+        for test, test_points in curves.items():
+            if test == ORIGINAL:
+                continue
+            for ref, kind, ref_points in references:
+                if ref in (test, ORIGINAL):
+                    continue
+                for method in METHODS:
+                    rows.append(_compare(test, test_points, ref, kind, ref_points, metric, method, n_images))
+    return rows
+
+
+def _compare(test, test_points, ref, kind, ref_points, metric, method, n_images) -> dict:
+    row = {"test": test, "reference": ref, "reference_kind": kind, "metric": metric, "method": method,
+           "bd_rate_percent": None, "bd_quality_db": None, "error": None}
+    tp = [p for p in test_points if p.get(metric) is not None and p.get("n_images", n_images) == n_images]
+    rp = [p for p in ref_points if p.get(metric) is not None]
+    args = ([p["bpp"] for p in rp], [p[metric] for p in rp], [p["bpp"] for p in tp], [p[metric] for p in tp])
+    errors = []
+    try:
+        row["bd_rate_percent"] = bd_rate(*args, method=method)
+    except BDError as e:
+        errors.append(str(e))
+    try:
+        row["bd_quality_db"] = bd_quality(*args, method=method)
+    except BDError as e:
+        errors.append(str(e))
+    if errors:
+        row["error"] = "; ".join(dict.fromkeys(errors))
+    return row
+
+
+def build_results(plan: EvalPlan, records: dict) -> dict:
+    kodak = is_kodak(plan.images)
+    anchors = load_anchors(plan.anchors_dir) if kodak and plan.anchors_dir and plan.anchors_dir.is_dir() else {}
+    curves = average_curves(plan, records)
+    n = len(plan.images)
+    incomplete = [f"{c} {p['setting']}: {p['n_images']} of {n} images"
+                  for c, pts in curves.items() for p in pts if p["n_images"] < n]
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "folder": str(plan.folder),
+        "images": [p.name for p in plan.images],
+        "kodak": kodak,
+        "ugicm": None if not plan.qualities else {
+            "model": plan.model["name"], "weights_sha256": plan.model["sha256"],
+            "qualities": plan.qualities, "preferences": {p.label: p.beta for p in plan.preferences}},
+        "baselines": {name: {"library": baseline_codecs.get(name).library(),
+                             "options": baseline_codecs.get(name).options,
+                             "qualities": list(baseline_codecs.get(name).qualities)} for name in plan.baselines},
+        "tasks": [t.name for t in plan.tasks],
+        "curves": curves,
+        "incomplete": incomplete,
+        "anchors": anchors,
+        "bd": bd_comparisons(curves, anchors, n),
+    }
+
+
+# ------------------------------------------------------------------------------- markdown
+def markdown(results: dict, bd_method: str = "cubic") -> str:
+    n = len(results["images"])
+    lines = ["# ugicm evaluation", "",
+             f"- images: {n} from `{results['folder']}`" + (" (Kodak)" if results["kodak"] else ""),
+             f"- made: {results['created']}"]
+    if results["ugicm"]:
+        u = results["ugicm"]
+        prefs = ", ".join(f"{k} (β={v:g})" for k, v in u["preferences"].items())
+        lines.append(f"- ugicm: model `{u['model']}`, weights sha256 `{u['weights_sha256'][:16]}…`, "
+                     f"qualities {', '.join(f'{q:g}' for q in u['qualities'])}, decoded for {prefs}")
+    for name, b in results["baselines"].items():
+        lines.append(f"- {name}: {b['library']}, options {json.dumps(b['options'])}, "
+                     f"qualities {', '.join(map(str, b['qualities']))}")
+    lines.append("- bpp from the size of each encoded file (headers included); PSNR over RGB; "
+                 "MS-SSIM at data range 255, in dB as -10·log10(1 - MS-SSIM) of the mean")
+    if results["incomplete"]:
+        lines += ["", "**Incomplete points** (left out of the BD tables): " + "; ".join(results["incomplete"])]
+
+    task_metrics = _task_metric_names(results)
+    lines += ["", "## Averaged rate-distortion points", ""]
+    header = ["curve", "setting", "bpp", "PSNR (dB)", "MS-SSIM", "MS-SSIM (dB)"] + [f"{t} {m}" for t, m in task_metrics]
+    lines += _table_header(header)
+    for curve, points in results["curves"].items():
+        for p in points:
+            cells = [curve, p["setting"], _num(p.get("bpp"), 4), _num(p.get("psnr"), 2), _num(p.get("ms_ssim"), 4),
+                     _num(p.get("ms_ssim_db"), 2)]
+            cells += [_num(p["tasks"].get(t, {}).get(m), 4) for t, m in task_metrics]
+            lines.append("| " + " | ".join(cells) + " |")
+
+    notes: dict[str, int] = {}
+    for metric, axis in QUALITY_AXES.items():
+        for value_key, title, fmt in (("bd_rate_percent", f"BD-rate at equal {axis}", "{:+.1f} %"),
+                                      ("bd_quality_db", f"BD-{axis.replace(' (dB)', '')} at equal rate",
+                                       "{:+.2f} dB")):
+            lines += ["", f"## {title} ({bd_method})", "",
+                      "Each column is a measured curve compared against each row's reference. " +
+                      ("Negative: fewer bits than the reference for the same quality."
+                       if value_key == "bd_rate_percent" else "Positive: higher quality than the reference at the same rate."),
+                      ""]
+            lines += _bd_table(results, metric, bd_method, value_key, fmt, notes)
+    if results["anchors"] and n < KODAK_IMAGES:
+        lines += ["", f"Published anchors average all {KODAK_IMAGES} Kodak images; this run measured {n}, "
+                  "so comparisons against them are indicative only."]
+    if notes:
+        lines += ["", "Why cells are empty:", ""]
+        lines += [f"- [{i}] {text}" for text, i in notes.items()]
+    lines += ["", "Plots: `rate_psnr.png`, `rate_msssim.png`. Every number: `results.json`; "
+              "per-image records: `records.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def _bd_table(results, metric, method, value_key, fmt, notes) -> list[str]:
+    rows = [r for r in results["bd"] if r["metric"] == metric and r["method"] == method]
+    tests = list(dict.fromkeys(r["test"] for r in rows))
+    references = list(dict.fromkeys((r["reference"], r["reference_kind"]) for r in rows))
+    if not tests:
+        return ["(no curves to compare)"]
+    cell = {(r["test"], r["reference"]): r for r in rows}
+    out = _table_header(["reference"] + tests)
+    for ref, kind in references:
+        cells = [ref + (" (published)" if kind == "published" else "")]
+        for test in tests:
+            r = cell.get((test, ref))
+            if r is None:
+                cells.append("")
+            elif r[value_key] is None:
+                i = notes.setdefault(r["error"] or "not computed", len(notes) + 1)
+                cells.append(f"n/a [{i}]")
+            else:
+                cells.append(fmt.format(r[value_key]))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _task_metric_names(results) -> list[tuple[str, str]]:
+    names = []
+    for points in results["curves"].values():
+        for p in points:
+            for task, figures in p.get("tasks", {}).items():
+                names += [(task, m) for m in figures if m != "n" and (task, m) not in names]
+    return names
+
+
+def _table_header(cells: list[str]) -> list[str]:
+    return ["| " + " | ".join(cells) + " |", "|" + "|".join("---" for _ in cells) + "|"]
+
+
+def _num(value, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+# --------------------------------------------------------------------------------- writing
+def write_results(plan: EvalPlan, records: dict, bd_method: str = "cubic") -> dict:
+    from .plots import plot_curves
+
+    results = build_results(plan, records)
+    _atomic_text(plan.out / "results.json", json.dumps(results, indent=1) + "\n")
+    _atomic_text(plan.out / "results.md", markdown(results, bd_method))
+    plot_curves(results, plan.out)
+    return results
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
