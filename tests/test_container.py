@@ -9,7 +9,7 @@ import pytest
 
 from conftest import GOLDEN
 from ugicm_codec import container
-from ugicm_codec.container import CHUNK_Y, CHUNK_Z, UgcFile
+from ugicm_codec.container import CHUNK_TILE, UgcFile
 from ugicm_codec.errors import FormatError, LimitError
 
 
@@ -17,7 +17,7 @@ def sample(width=100, height=70, **kw) -> UgcFile:
     y, z = container.latent_shapes(width, height)
     fields = dict(model_id="ugicm-hp-tiny", weights_digest=bytes(range(8)), width=width, height=height,
                   colour_mode="RGB", rate_level=2.5, y_shape=y, z_shape=z,
-                  chunks={CHUNK_Z: b"zz-stream", CHUNK_Y: b"y" * 300})
+                  tiles=[(b"zz-stream", b"y" * 300)])
     fields.update(kw)
     return UgcFile(**fields)
 
@@ -26,7 +26,7 @@ def test_round_trip():
     f = sample()
     g = container.parse(container.build(f))
     assert (g.width, g.height, g.model_id, g.weights_digest, g.rate_level) == (100, 70, "ugicm-hp-tiny", bytes(range(8)), 2.5)
-    assert g.z_string == b"zz-stream" and g.y_string == b"y" * 300
+    assert g.tiles == [(b"zz-stream", b"y" * 300)]
     assert g.y_shape == (8, 8) and g.z_shape == (2, 2)
 
 
@@ -70,7 +70,7 @@ def test_crafted_lengths_and_sizes():
     body = container.build(sample())[:-4]
     n = body[10]
     # a chunk length pointing far beyond the end of the file
-    i = body.index(CHUNK_Z) + 4
+    i = body.index(CHUNK_TILE) + 4
     crafted = body[:i] + (2**31).to_bytes(4, "big") + body[i + 4:]
     with pytest.raises(FormatError):
         container.parse(refreshed(crafted))
@@ -91,12 +91,25 @@ def test_latent_shape_mismatch_and_chunks():
     with pytest.raises(FormatError, match="latent shapes"):
         container.parse(container.build(sample(y_shape=(9, 9))))
     with pytest.raises(FormatError, match="unknown critical chunk"):
-        container.parse(container.build(sample(chunks={CHUNK_Z: b"a", CHUNK_Y: b"b", b"XTRA": b"c"})))
-    with pytest.raises(FormatError, match="missing chunk"):
-        container.parse(container.build(sample(chunks={CHUNK_Z: b"a"})))
-    # an ancillary chunk is skipped
-    f = container.parse(container.build(sample(chunks={CHUNK_Z: b"a", CHUNK_Y: b"b", b"note": b"hi"})))
-    assert f.y_string == b"b"
+        container.parse(container.build(sample(extra_chunks={b"XTRA": b"c"})))
+    with pytest.raises(FormatError, match="tiles"):
+        container.parse(container.build(sample(tiles=[])))
+    with pytest.raises(FormatError, match="tiles"):
+        container.parse(container.build(sample(tiles=[(b"a", b"b")] * 2)))
+    # an ancillary chunk is kept aside, the rest reads normally
+    f = container.parse(container.build(sample(extra_chunks={b"note": b"hi"})))
+    assert f.tiles == [(b"zz-stream", b"y" * 300)] and f.extra_chunks == {b"note": b"hi"}
+
+
+def test_tile_grid_and_metadata():
+    # 3000 x 2100 pixels: z is 47 x 33, tiles of 16 z samples: 3 x 3 tiles
+    y, z = container.latent_shapes(3000, 2100)
+    grid = container.tile_grid(z, 16)
+    assert z == (33, 47) and len(grid) == 9 and grid[-1] == (32, 32, 1, 15)
+    f = sample(width=3000, height=2100, y_shape=y, z_shape=z, tiles=[(b"z%d" % i, b"y") for i in range(9)],
+               alpha=b"A", icc_profile=b"icc", exif=b"exif")
+    g = container.parse(container.build(f))
+    assert g.tiles == f.tiles and (g.alpha, g.icc_profile, g.exif) == (b"A", b"icc", b"exif")
 
 
 def test_other_formats_refused():

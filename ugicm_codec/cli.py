@@ -163,8 +163,9 @@ def _common(f):
               help="Quality from 0 to 100, continuous (default 60).")
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True),
               help="Search the continuous rate for the largest file within this many bits per pixel.")
+@click.option("--strip", is_flag=True, help="Leave out the ICC profile and EXIF metadata.")
 @_common
-def encode(inputs, output, quality, target_bpp, weights, device, threads, max_pixels, quiet, as_json):
+def encode(inputs, output, quality, target_bpp, strip, weights, device, threads, max_pixels, quiet, as_json):
     """Compress images (PNG, JPEG, WebP, TIFF, BMP; - for stdin) into .ugc files."""
     if quality is not None and target_bpp is not None:
         raise click.UsageError("give --quality or --target-bpp, not both")
@@ -173,7 +174,7 @@ def encode(inputs, output, quality, target_bpp, weights, device, threads, max_pi
     reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "encode")
 
     def work(name, data):
-        result = codec.encode_detailed(data, quality=quality, target_bpp=target_bpp)
+        result = codec.encode_detailed(data, quality=quality, target_bpp=target_bpp, keep_metadata=not strip)
         record = {"input": name, "bytes": len(result.data), "width": result.width, "height": result.height,
                   "bpp": round(result.bpp, 5), "rate_level": round(result.level, 5),
                   "seconds": round(result.seconds, 4)}
@@ -206,17 +207,17 @@ def decode(inputs, output, prefer, weights, device, threads, max_pixels, quiet, 
     reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "decode")
 
     def work(name, data):
-        from .image_io import encode_image, from_rgb_array
+        from .image_io import encode_image
 
         start = time.perf_counter()
-        arr, mode = codec.decode_array(data, beta)
+        picture = codec.decode_picture(data, beta)
         seconds = time.perf_counter() - start
         target = plan.target(name)
         fmt = "PNG" if target == "-" else FORMATS_BY_SUFFIX.get(Path(target).suffix.lower())
         if fmt is None:
             raise OutputError(f"unknown output image suffix {Path(target).suffix!r} (use .png, .webp, .tif, .bmp or .jpg)")
-        out = encode_image(from_rgb_array(arr, mode), fmt)
-        h, w = arr.shape[:2]
+        out = encode_image(picture.to_pil(), fmt)
+        w, h = picture.size
         record = {"input": name, "width": w, "height": h, "prefer": beta, "bytes_in": len(data),
                   "bpp": round(len(data) * 8 / (w * h), 5), "seconds": round(seconds, 4)}
         line = f"{name} -> {{out}}: {w}x{h}, prefer {tag}, {seconds:.2f} s"
@@ -249,7 +250,11 @@ def info(files, as_json, max_pixels):
         click.echo(f"  model       {summary['model']} (weights {summary['weights_digest']})")
         click.echo(f"  image       {f.width}x{f.height} {f.colour_mode}")
         click.echo(f"  rate level  {summary['rate_level']:g}")
-        click.echo(f"  latents     y {f.y_shape[0]}x{f.y_shape[1]}, z {f.z_shape[0]}x{f.z_shape[1]}")
+        click.echo(f"  latents     y {f.y_shape[0]}x{f.y_shape[1]}, z {f.z_shape[0]}x{f.z_shape[1]}, "
+                   f"{len(f.tiles)} tile(s) of {summary['tile_pixels']} px")
+        extras = [name for name, present in (("alpha", f.alpha), ("ICC profile", f.icc_profile), ("EXIF", f.exif)) if present]
+        if extras:
+            click.echo(f"  carries     {', '.join(extras)}")
         click.echo(f"  size        {len(data)} bytes, {summary['bpp']:.4f} bpp")
         chunks = ", ".join(f"{k} {v} B" for k, v in summary["chunks"].items())
         click.echo(f"  chunks      {chunks}")
@@ -266,6 +271,9 @@ def _plan(inputs, output, suffix) -> OutputPlan:
 from .training.cli import train  # noqa: E402  (registers `ugicm train`; imports torch lazily)
 
 main.add_command(train)
+from .evaluation.cli import bench, eval_command  # noqa: E402
+main.add_command(eval_command, name="eval")
+main.add_command(bench)
 
 if __name__ == "__main__":
     main()

@@ -5,18 +5,23 @@
     >>> data = codec.encode(Image.open("a.png"), quality=60)
     >>> human = codec.decode(data, prefer="human")
     >>> machine = codec.decode(data, prefer="machine")   # or any float in [0, 1]
+
+Images are processed in tiles so memory stays bounded whatever their size:
+- analysis: pixel tiles of one entropy tile (1024 px) plus a 64 px margin, cropped in the latent;
+- entropy coding: each entropy tile has its own z and y streams (formats/ugc.md);
+- synthesis: latent tiles with a margin wider than g_s's receptive field, so no seam appears.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 with warnings.catch_warnings():
@@ -25,13 +30,16 @@ with warnings.catch_warnings():
     import compressai  # noqa: F401
 
 from . import container
-from .container import DEFAULT_MAX_PIXELS, PAD_MULTIPLE, UgcFile
+from .container import DEFAULT_MAX_PIXELS, DEFAULT_TILE, LATENT_STRIDE, PAD_MULTIPLE, UgcFile
 from .errors import FormatError, ImageError, ModelMismatchError, UgicmError
-from .image_io import from_rgb_array, open_image, to_rgb_array
+from .image_io import Picture, check_size, open_image, to_picture
 from .weights import WeightsInfo, load_model, locate
 
 PREFERENCES = {"human": 0.0, "machine": 1.0}
 DEFAULT_QUALITY = 60.0
+ANALYSIS_MARGIN = 4  # latent samples (64 px) of context around each analysis tile
+SYNTHESIS_TILE = 40  # latent samples (640 px) per synthesis tile side
+SYNTHESIS_MARGIN = 3  # latent samples; g_s's receptive field reaches under 2
 
 
 def parse_preference(value: str | float) -> float:
@@ -70,9 +78,15 @@ class EncodeResult:
         return len(self.data) * 8 / (self.width * self.height)
 
 
+def _tiles(total: int, size: int):
+    for start in range(0, total, size):
+        yield start, min(start + size, total)
+
+
 class Codec:
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
-                 threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
+                 threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 synthesis_tile: int = SYNTHESIS_TILE, entropy_tile: int = DEFAULT_TILE):
         if threads:
             torch.set_num_threads(threads)
         self.info: WeightsInfo = locate(weights)
@@ -80,6 +94,8 @@ class Codec:
         self.device = resolve_device(device)
         self.model.place(self.device)
         self.max_pixels = max_pixels
+        self.synthesis_tile = synthesis_tile
+        self.entropy_tile = entropy_tile
 
     # ------------------------------------------------------------------ rate
     @property
@@ -92,26 +108,32 @@ class Codec:
         return quality / 100.0 * self.max_level
 
     # ------------------------------------------------------------------ encode
-    def encode(self, image: Image.Image | np.ndarray | str | Path | bytes,
-               quality: float | None = None, target_bpp: float | None = None) -> bytes:
-        return self.encode_detailed(image, quality, target_bpp).data
+    def encode(self, image, quality: float | None = None, target_bpp: float | None = None,
+               keep_metadata: bool = True) -> bytes:
+        """``image``: a PIL image, an HxW / HxWx3 uint8 array, a path, or encoded image bytes."""
+        return self.encode_detailed(image, quality, target_bpp, keep_metadata).data
 
-    def encode_detailed(self, image, quality: float | None = None,
-                        target_bpp: float | None = None) -> EncodeResult:
+    def encode_detailed(self, image, quality: float | None = None, target_bpp: float | None = None,
+                        keep_metadata: bool = True) -> EncodeResult:
         start = time.perf_counter()
-        rgb, mode = self._as_rgb(image)
-        h, w = rgb.shape[:2]
-        x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).to(self.device)
-        x = x.permute(2, 0, 1)[None].float().div_(255)
-        x = _pad(x)
-        y = self.model.analysis(x)
+        picture = self.picture(image, keep_metadata)
+        w, h = picture.size
+        y = self._analysis(picture.rgb)
+        y_shape, z_shape = container.latent_shapes(w, h)
+        grid = container.tile_grid(z_shape, self.entropy_tile)
+        alpha = None if picture.alpha is None else zlib.compress(picture.alpha.tobytes(), 9)
 
         def code(level: float) -> bytes:
-            out = self.model.compress_latent(y, level)
+            tiles = []
+            for zt, zl, zh, zw in grid:
+                s = 4  # y samples per z sample
+                out = self.model.compress_latent(y[..., zt * s:(zt + zh) * s, zl * s:(zl + zw) * s], level)
+                tiles.append((out["strings"][1], out["strings"][0]))
             return container.build(UgcFile(
                 model_id=self.info.name, weights_digest=self.info.digest, width=w, height=h,
-                colour_mode=mode, rate_level=level, y_shape=out["y_shape"], z_shape=out["z_shape"],
-                chunks={container.CHUNK_Z: out["strings"][1], container.CHUNK_Y: out["strings"][0]},
+                colour_mode=picture.colour_mode, rate_level=level, y_shape=y_shape, z_shape=z_shape,
+                tiles=tiles, tile=self.entropy_tile, alpha=alpha,
+                icc_profile=picture.icc_profile, exif=picture.exif,
             ))
 
         if target_bpp is not None:
@@ -120,6 +142,25 @@ class Codec:
             level = self.quality_to_level(DEFAULT_QUALITY if quality is None else quality)
             data = code(level)
         return EncodeResult(data, w, h, level, time.perf_counter() - start)
+
+    @torch.no_grad()
+    def _analysis(self, rgb: np.ndarray) -> torch.Tensor:
+        """y = g_a(x) of the edge-padded image, computed tile by tile (CPU tensor)."""
+        h, w = rgb.shape[:2]
+        ph, pw = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
+        # Edge replication is cheaper to code than zeros; the decoder crops it away.
+        padded = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        yh, yw = ph // LATENT_STRIDE, pw // LATENT_STRIDE
+        y = torch.empty(1, self.model.arch.M, yh, yw)
+        step, m = self.entropy_tile * 4, ANALYSIS_MARGIN
+        for r0, r1 in _tiles(yh, step):
+            for c0, c1 in _tiles(yw, step):
+                a0, a1, b0, b1 = max(0, r0 - m), min(yh, r1 + m), max(0, c0 - m), min(yw, c1 + m)
+                s = LATENT_STRIDE
+                patch = torch.from_numpy(np.ascontiguousarray(padded[a0 * s:a1 * s, b0 * s:b1 * s]))
+                x = patch.to(self.device).permute(2, 0, 1)[None].float().div_(255)
+                y[..., r0:r1, c0:c1] = self.model.analysis(x)[..., r0 - a0:r1 - a0, c0 - b0:c1 - b0].cpu()
+        return y
 
     def _search_rate(self, code, target_bpp: float, pixels: int, iterations: int = 12):
         """The highest level whose file fits ``target_bpp`` (bisection; rate grows with level).
@@ -142,25 +183,26 @@ class Codec:
                 high = mid
         return best
 
-    def _as_rgb(self, image) -> tuple[np.ndarray, str]:
+    def picture(self, image, keep_metadata: bool = True) -> Picture:
+        if isinstance(image, Picture):
+            return image
         if isinstance(image, np.ndarray):
-            arr = image
-            if arr.dtype != np.uint8:
-                raise ImageError(f"arrays must be uint8, not {arr.dtype}")
-            if arr.ndim == 2:
-                return np.repeat(arr[..., None], 3, axis=2), "L"
-            if arr.ndim != 3 or arr.shape[2] not in (1, 3):
-                raise ImageError(f"arrays must be HxW, HxWx1 or HxWx3, not {arr.shape}")
-            if arr.shape[2] == 1:
-                return np.repeat(arr, 3, axis=2), "L"
-            if arr.shape[0] * arr.shape[1] > self.max_pixels:
-                raise ImageError("image exceeds the pixel limit")
-            return arr, "RGB"
+            if image.dtype != np.uint8:
+                raise ImageError(f"arrays must be uint8, not {image.dtype}")
+            if image.ndim == 3 and image.shape[2] == 1:
+                image = image[..., 0]
+            if image.ndim == 2:
+                check_size(image.shape[1], image.shape[0], self.max_pixels)
+                return Picture(np.repeat(image[..., None], 3, axis=2), "L")
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ImageError(f"arrays must be HxW, HxWx1 or HxWx3, not {image.shape}")
+            check_size(image.shape[1], image.shape[0], self.max_pixels)
+            return Picture(np.ascontiguousarray(image), "RGB")
         if not isinstance(image, Image.Image):
             image = open_image(image if isinstance(image, bytes) else Path(image), self.max_pixels)
-        elif image.width * image.height > self.max_pixels:
-            raise ImageError("image exceeds the pixel limit")
-        return to_rgb_array(image)
+        else:
+            check_size(image.width, image.height, self.max_pixels)
+        return to_picture(image, keep_metadata)
 
     # ------------------------------------------------------------------ decode
     def parse(self, data: bytes) -> UgcFile:
@@ -176,25 +218,60 @@ class Codec:
             raise FormatError(f"rate level {f.rate_level} is outside this model's ladder")
         return f
 
-    def decode_array(self, data: bytes | UgcFile, prefer: str | float = "human") -> tuple[np.ndarray, str]:
+    def decode_picture(self, data: bytes | UgcFile, prefer: str | float = "human") -> Picture:
         beta = parse_preference(prefer)
         f = data if isinstance(data, UgcFile) else self.parse(data)
-        try:
-            y_hat = self.model.decompress_latent(f.y_string, f.z_string, f.z_shape)
-        except (RuntimeError, ValueError) as e:
-            raise FormatError(f"corrupt entropy-coded data ({e})") from None
-        x_hat = self.model.synthesis(y_hat, f.rate_level, beta)
-        x_hat = x_hat[0, :, : f.height, : f.width].clamp_(0, 1).mul_(255).round_()
-        return x_hat.to(torch.uint8).permute(1, 2, 0).cpu().numpy(), f.colour_mode
+        alpha = _alpha_plane(f) if f.alpha is not None else None
+        y_hat = self._decode_latent(f)
+        rgb = self._synthesis(y_hat, f, beta)
+        return Picture(rgb, f.colour_mode, alpha, f.icc_profile, f.exif)
+
+    def decode_array(self, data: bytes | UgcFile, prefer: str | float = "human") -> tuple[np.ndarray, str]:
+        picture = self.decode_picture(data, prefer)
+        return picture.rgb, picture.colour_mode
 
     def decode(self, data: bytes, prefer: str | float = "human") -> Image.Image:
-        return from_rgb_array(*self.decode_array(data, prefer))
+        return self.decode_picture(data, prefer).to_pil()
+
+    def _decode_latent(self, f: UgcFile) -> torch.Tensor:
+        y_hat = torch.empty(1, self.model.arch.M, *f.y_shape)
+        for (zt, zl, zh, zw), (z_string, y_string) in zip(f.tile_grid(), f.tiles):
+            try:
+                tile = self.model.decompress_latent(y_string, z_string, (zh, zw))
+            except (RuntimeError, ValueError, OverflowError) as e:
+                raise FormatError(f"corrupt entropy-coded data ({e})") from None
+            y_hat[..., zt * 4:(zt + zh) * 4, zl * 4:(zl + zw) * 4] = tile
+        return y_hat
+
+    @torch.no_grad()
+    def _synthesis(self, y_hat: torch.Tensor, f: UgcFile, beta: float) -> np.ndarray:
+        out = np.empty((f.height, f.width, 3), dtype=np.uint8)
+        yh, yw = f.y_shape
+        step, m, s = self.synthesis_tile, SYNTHESIS_MARGIN, LATENT_STRIDE
+        for r0, r1 in _tiles(yh, step):
+            if r0 * s >= f.height:
+                break
+            for c0, c1 in _tiles(yw, step):
+                if c0 * s >= f.width:
+                    break
+                a0, a1, b0, b1 = max(0, r0 - m), min(yh, r1 + m), max(0, c0 - m), min(yw, c1 + m)
+                x = self.model.synthesis(y_hat[..., a0:a1, b0:b1], f.rate_level, beta)
+                rows = min(r1 * s, f.height) - r0 * s
+                cols = min(c1 * s, f.width) - c0 * s
+                x = x[0, :, (r0 - a0) * s:(r0 - a0) * s + rows, (c0 - b0) * s:(c0 - b0) * s + cols]
+                x = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+                out[r0 * s:r0 * s + rows, c0 * s:c0 * s + cols] = x
+        return out
 
 
-def _pad(x: torch.Tensor) -> torch.Tensor:
-    """Pads to a multiple of 64 by edge replication (cheaper to code than zeros); cropped on decode."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+def _alpha_plane(f: UgcFile) -> np.ndarray:
+    """Inflates the alpha chunk, refusing anything but exactly width*height bytes."""
+    expected = f.width * f.height
+    inflater = zlib.decompressobj()
+    try:
+        plane = inflater.decompress(f.alpha, expected + 1)
+    except zlib.error:
+        raise FormatError("corrupt alpha chunk") from None
+    if len(plane) != expected or inflater.unconsumed_tail or not inflater.eof:
+        raise FormatError("alpha chunk does not match the image size")
+    return np.frombuffer(plane, dtype=np.uint8).reshape(f.height, f.width)

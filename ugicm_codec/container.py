@@ -18,17 +18,27 @@ DEFAULT_MAX_PIXELS = 1 << 28  # 268 MP; override with --max-pixels
 LATENT_STRIDE = 16  # image pixels per y sample, per side
 PAD_MULTIPLE = 64  # image pixels per z sample, per side
 
+DEFAULT_TILE = 16  # z samples per entropy tile side (1024 pixels)
+
 COLOUR_MODES = {"RGB": 0, "L": 1}
 
 # Chunk types whose first letter is upper case are critical: a reader that does not know one
 # must refuse the file. Lower case first letters mark ancillary chunks a reader may skip.
-CHUNK_Z = b"ZSTR"  # entropy-coded hyper-latent z
-CHUNK_Y = b"YSTR"  # entropy-coded latent y
-KNOWN_CRITICAL = {CHUNK_Z, CHUNK_Y}
+CHUNK_TILE = b"TILE"  # one per entropy tile, raster order: z stream length, z stream, y stream
+CHUNK_ALPHA = b"ALPH"  # zlib-compressed 8-bit alpha plane, lossless
+CHUNK_ICC = b"iCCP"  # ICC profile of the source image
+CHUNK_EXIF = b"eXIf"  # EXIF of the source image (orientation already applied to the pixels)
+KNOWN_CRITICAL = {CHUNK_TILE, CHUNK_ALPHA}
+REPEATABLE = {CHUNK_TILE}
 
 _CHUNK = cs.Struct(
     "type" / cs.Bytes(4),
     "data" / cs.Prefixed(cs.Int32ub, cs.GreedyBytes),
+)
+
+_TILE = cs.Struct(
+    "z" / cs.Prefixed(cs.Int32ub, cs.GreedyBytes),
+    "y" / cs.GreedyBytes,
 )
 
 _BODY = cs.Struct(
@@ -45,11 +55,12 @@ _BODY = cs.Struct(
     "y_width" / cs.Int16ub,
     "z_height" / cs.Int16ub,
     "z_width" / cs.Int16ub,
-    "chunks" / cs.PrefixedArray(cs.Int8ub, _CHUNK),
+    "tile" / cs.Int16ub,
+    "chunks" / cs.PrefixedArray(cs.Int32ub, _CHUNK),
     cs.Terminated,
 )
 
-HEADER_MIN = len(MAGIC) + 2 + 1 + 8 + 4 + 4 + 1 + 4 + 8 + 1
+HEADER_MIN = len(MAGIC) + 2 + 1 + 8 + 4 + 4 + 1 + 4 + 8 + 2 + 4
 
 
 @dataclass
@@ -62,7 +73,12 @@ class UgcFile:
     rate_level: float
     y_shape: tuple[int, int]
     z_shape: tuple[int, int]
-    chunks: dict[bytes, bytes] = field(default_factory=dict)
+    tiles: list[tuple[bytes, bytes]]  # (z stream, y stream) per entropy tile, raster order
+    tile: int = DEFAULT_TILE  # entropy tile side in z samples
+    alpha: bytes | None = None  # zlib-compressed alpha plane
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    extra_chunks: dict[bytes, bytes] = field(default_factory=dict)  # ancillary, unknown
     version: int = VERSION
     flags: int = 0
 
@@ -70,13 +86,23 @@ class UgcFile:
     def pixels(self) -> int:
         return self.width * self.height
 
-    @property
-    def z_string(self) -> bytes:
-        return self.chunks[CHUNK_Z]
+    def tile_grid(self) -> list[tuple[int, int, int, int]]:
+        """(z_top, z_left, z_height, z_width) of every entropy tile, raster order."""
+        return tile_grid(self.z_shape, self.tile)
 
-    @property
-    def y_string(self) -> bytes:
-        return self.chunks[CHUNK_Y]
+    def chunk_sizes(self) -> dict[str, int]:
+        sizes = {"TILE": sum(4 + len(z) + len(y) for z, y in self.tiles)}
+        for name, value in ((CHUNK_ALPHA, self.alpha), (CHUNK_ICC, self.icc_profile), (CHUNK_EXIF, self.exif)):
+            if value is not None:
+                sizes[name.decode()] = len(value)
+        sizes.update({k.decode("latin-1"): len(v) for k, v in self.extra_chunks.items()})
+        return sizes
+
+
+def tile_grid(z_shape: tuple[int, int], tile: int) -> list[tuple[int, int, int, int]]:
+    zh, zw = z_shape
+    return [(top, left, min(tile, zh - top), min(tile, zw - left))
+            for top in range(0, zh, tile) for left in range(0, zw, tile)]
 
 
 def latent_shapes(width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -89,6 +115,11 @@ def latent_shapes(width: int, height: int) -> tuple[tuple[int, int], tuple[int, 
 def build(f: UgcFile) -> bytes:
     if f.colour_mode not in COLOUR_MODES:
         raise ValueError(f"unknown colour mode {f.colour_mode!r}")
+    chunks = [dict(type=CHUNK_TILE, data=_TILE.build(dict(z=z, y=y))) for z, y in f.tiles]
+    for name, value in ((CHUNK_ALPHA, f.alpha), (CHUNK_ICC, f.icc_profile), (CHUNK_EXIF, f.exif)):
+        if value is not None:
+            chunks.append(dict(type=name, data=value))
+    chunks += [dict(type=t, data=d) for t, d in f.extra_chunks.items()]
     body = _BODY.build(
         dict(
             magic=MAGIC,
@@ -104,7 +135,8 @@ def build(f: UgcFile) -> bytes:
             y_width=f.y_shape[1],
             z_height=f.z_shape[0],
             z_width=f.z_shape[1],
-            chunks=[dict(type=t, data=d) for t, d in f.chunks.items()],
+            tile=f.tile,
+            chunks=chunks,
         )
     )
     return body + zlib.crc32(body).to_bytes(4, "big")
@@ -149,17 +181,28 @@ def _validate(raw, max_pixels: int) -> UgcFile:
         raise FormatError(f"unknown colour mode {raw.colour_mode}")
     if not (raw.rate_level == raw.rate_level) or not 0.0 <= raw.rate_level <= 255.0:
         raise FormatError(f"invalid rate level {raw.rate_level}")
+    if raw.tile < 1:
+        raise FormatError("invalid entropy tile size 0")
     chunks: dict[bytes, bytes] = {}
+    tiles: list[tuple[bytes, bytes]] = []
     for chunk in raw.chunks:
         t = bytes(chunk.type)
         if t in chunks:
             raise FormatError(f"duplicate chunk {t.decode('latin-1')!r}")
         if t[:1].isupper() and t not in KNOWN_CRITICAL:
             raise FormatError(f"unknown critical chunk {t.decode('latin-1')!r}")
-        chunks[t] = bytes(chunk.data)
-    for required in (CHUNK_Z, CHUNK_Y):
-        if required not in chunks:
-            raise FormatError(f"missing chunk {required.decode()!r}")
+        if t == CHUNK_TILE:
+            try:
+                tile = _TILE.parse(chunk.data)
+            except cs.ConstructError:
+                raise FormatError(f"malformed tile {len(tiles)}") from None
+            tiles.append((bytes(tile.z), bytes(tile.y)))
+        else:
+            chunks[t] = bytes(chunk.data)
+    expected = len(tile_grid(z_shape, raw.tile))
+    if len(tiles) != expected:
+        raise FormatError(f"file has {len(tiles)} tiles, its header needs {expected}")
+    known = {CHUNK_ALPHA, CHUNK_ICC, CHUNK_EXIF}
     return UgcFile(
         model_id=raw.model_id,
         weights_digest=bytes(raw.weights_digest),
@@ -169,7 +212,12 @@ def _validate(raw, max_pixels: int) -> UgcFile:
         rate_level=float(raw.rate_level),
         y_shape=y_shape,
         z_shape=z_shape,
-        chunks=chunks,
+        tiles=tiles,
+        tile=raw.tile,
+        alpha=chunks.get(CHUNK_ALPHA),
+        icc_profile=chunks.get(CHUNK_ICC),
+        exif=chunks.get(CHUNK_EXIF),
+        extra_chunks={k: v for k, v in chunks.items() if k not in known},
         version=raw.version,
         flags=raw.flags,
     )
@@ -187,7 +235,10 @@ def describe(f: UgcFile, file_size: int) -> dict:
         "rate_level": round(f.rate_level, 6),
         "y_shape": list(f.y_shape),
         "z_shape": list(f.z_shape),
+        "tiles": len(f.tiles),
+        "tile_pixels": f.tile * PAD_MULTIPLE,
+        "alpha": f.alpha is not None,
         "bytes": file_size,
         "bpp": round(file_size * 8 / f.pixels, 6),
-        "chunks": {t.decode("latin-1"): len(d) for t, d in f.chunks.items()},
+        "chunks": f.chunk_sizes(),
     }

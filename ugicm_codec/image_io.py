@@ -1,24 +1,56 @@
-"""Reading and writing images with Pillow: orientation, colour modes, bit depths.
+"""Reading and writing images with Pillow: orientation, colour modes, bit depths, alpha, metadata.
 
-The codec works on 8-bit RGB. Greyscale inputs are coded as RGB and marked greyscale in the header
-so they decode to greyscale; palette images are expanded; 16-bit images are reduced to 8 bits;
-EXIF orientation is applied. Images with real transparency are refused for now (alpha is not
-coded yet); a fully opaque alpha channel is dropped.
+The codec codes 8-bit RGB. Around that:
+- greyscale inputs are coded as RGB and marked greyscale, so they decode to greyscale;
+- palette images are expanded; 16-bit and float images are scaled to 8 bits;
+- EXIF orientation is applied to the pixels;
+- alpha is kept, losslessly, in its own chunk (a fully opaque alpha channel is dropped);
+- the ICC profile and EXIF travel as metadata unless stripped.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, OutputError
 
 # Pillow's decompression-bomb guard is replaced by our own explicit limit (--max-pixels).
 Image.MAX_IMAGE_PIXELS = None
+
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+@dataclass
+class Picture:
+    """Pixels as the codec sees them, plus what travels beside them."""
+
+    rgb: np.ndarray  # HxWx3 uint8
+    colour_mode: str  # "RGB" or "L"
+    alpha: np.ndarray | None = None  # HxW uint8, None when opaque
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+    def to_pil(self) -> Image.Image:
+        im = Image.fromarray(self.rgb, "RGB")
+        if self.colour_mode == "L":
+            im = im.convert("L")
+        if self.alpha is not None:
+            im.putalpha(Image.fromarray(self.alpha, "L"))
+        if self.icc_profile:
+            im.info["icc_profile"] = self.icc_profile
+        if self.exif:
+            im.info["exif"] = self.exif
+        return im
 
 
 def open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
@@ -28,15 +60,29 @@ def open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
         raise ImageError("not an image Pillow can read") from None
     except OSError as e:
         raise ImageError(f"cannot read image: {e}") from None
-    if im.width * im.height > max_pixels:
-        raise ImageError(f"image of {im.width}x{im.height} pixels exceeds the limit of {max_pixels} (see --max-pixels)")
+    check_size(im.width, im.height, max_pixels)
     if getattr(im, "n_frames", 1) > 1:
         raise ImageError(f"animated or multi-frame {im.format} images are not supported")
     return im
 
 
-def to_rgb_array(im: Image.Image) -> tuple[np.ndarray, str]:
-    """(HxWx3 uint8 array, colour mode "RGB" or "L") for a Pillow image."""
+def check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} (see --max-pixels)")
+    if width < 1 or height < 1:
+        raise ImageError(f"empty image ({width}x{height})")
+
+
+def _scale_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    arr = arr.astype(np.float64)
+    if mode == "F":
+        peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+    else:
+        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+    return np.clip(np.round(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+
+
+def to_picture(im: Image.Image, keep_metadata: bool = True) -> Picture:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -44,49 +90,63 @@ def to_rgb_array(im: Image.Image) -> tuple[np.ndarray, str]:
         im.load()
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"cannot decode image: {e}") from None
+    icc = im.info.get("icc_profile") if keep_metadata else None
+    exif = None
+    if keep_metadata:
+        data = im.getexif()
+        exif = data.tobytes() if len(data) else None
+    rgb, mode, alpha = _pixels(im)
+    if alpha is not None and alpha.min(initial=255) == 255:
+        alpha = None
+    return Picture(np.ascontiguousarray(rgb), mode, alpha, icc or None, exif)
+
+
+def _pixels(im: Image.Image) -> tuple[np.ndarray, str, np.ndarray | None]:
     mode = im.mode
-    if mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        peak = 65535.0 if mode != "F" and arr.max(initial=0) > 255 else 255.0
-        if mode == "F":
-            peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
-        grey = np.clip(np.round(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2), "L"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        alpha = np.asarray(im.getchannel("A"))
-        if alpha.min(initial=255) < 255:
-            raise ImageError("images with transparency are not supported yet (flatten the alpha channel first)")
-        im = im.convert("L" if mode.startswith("L") else "RGB")
-        mode = im.mode
+    if mode == "P" or mode == "PA":
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in _SIXTEEN_BIT:
+        grey = _scale_to_8bit(np.asarray(im), mode)
+        return np.repeat(grey[..., None], 3, axis=2), "L", None
     if mode in ("L", "1"):
         grey = np.asarray(im.convert("L"))
-        return np.repeat(grey[..., None], 3, axis=2), "L"
+        return np.repeat(grey[..., None], 3, axis=2), "L", None
+    if mode in ("LA", "La"):
+        la = np.asarray(im.convert("LA"))
+        return np.repeat(la[..., :1], 3, axis=2), "L", la[..., 1].copy()
+    if mode in ("RGBA", "RGBa"):
+        rgba = np.asarray(im.convert("RGBA"))
+        return rgba[..., :3], "RGB", rgba[..., 3].copy()
     if mode == "CMYK":
         raise ImageError("CMYK images are not supported (convert to RGB first)")
+    if mode in ("I;16", "RGB;16") or mode.startswith("RGB") and mode != "RGB":
+        raise ImageError(f"unsupported image mode {mode}")
     if mode != "RGB":
         try:
             im = im.convert("RGB")
         except (ValueError, OSError) as e:
             raise ImageError(f"unsupported image mode {mode}: {e}") from None
-    return np.asarray(im), "RGB"
-
-
-def from_rgb_array(arr: np.ndarray, colour_mode: str) -> Image.Image:
-    im = Image.fromarray(arr, "RGB")
-    return im.convert("L") if colour_mode == "L" else im
+    return np.asarray(im), "RGB", None
 
 
 FORMATS_BY_SUFFIX = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-    ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM",
+    ".tif": "TIFF", ".tiff": "TIFF",
 }
 
 
 def encode_image(im: Image.Image, fmt: str) -> bytes:
+    if fmt in ("JPEG", "BMP") and im.mode in ("RGBA", "LA"):
+        raise OutputError(f"{fmt} cannot hold the image's alpha channel; write .png, .webp or .tif")
+    # WebP output is lossless: it stores the decoded pixels as they are.
+    options: dict = {"quality": 95} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
+    for key in ("icc_profile", "exif"):
+        if im.info.get(key) and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+            options[key] = im.info[key]
     buf = io.BytesIO()
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    im.save(buf, format=fmt, **options)
+    try:
+        im.save(buf, format=fmt, **options)
+    except (OSError, ValueError, KeyError) as e:
+        raise OutputError(f"cannot write {fmt}: {e}") from None
     return buf.getvalue()

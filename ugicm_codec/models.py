@@ -137,7 +137,8 @@ class UGICM(CompressionModel):
         """Codes y at a rate level: {"strings": [y_string, z_string], "y_shape", "z_shape"}."""
         if y.size(0) != 1:
             raise ValueError("compress_latent() takes one image at a time")
-        y = y * self.rate.gain(torch.tensor([level], device=y.device))
+        device = self.rate.log_gain.device
+        y = y.to(device) * self.rate.gain(torch.tensor([level], device=device))
         z = self.h_a(y).cpu()
         y = y.cpu()
         z_strings = self.entropy_bottleneck.compress(z)

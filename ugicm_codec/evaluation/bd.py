@@ -57,6 +57,8 @@ def _curve(rate, quality, which: str) -> tuple[np.ndarray, np.ndarray]:
     quality = np.asarray(quality, dtype=np.float64).ravel()
     if rate.shape != quality.shape:
         raise BDError(f"{which} curve has {rate.size} rates but {quality.size} quality values")
+    if rate.size == 0:
+        raise BDError(f"{which} curve has no points")
     if not (np.all(np.isfinite(rate)) and np.all(np.isfinite(quality))):
         raise BDError(f"{which} curve has a non-finite value")
     if np.any(rate <= 0):

@@ -107,15 +107,12 @@ def synthetic_image(width: int, height: int):
 
 
 def _load_image(image: str):
-    import numpy as np
-
     if image.startswith(SYNTHETIC_PREFIX):
         w, h = (int(v) for v in image[len(SYNTHETIC_PREFIX):].split("x"))
         return synthetic_image(w, h)
-    from ..container import DEFAULT_MAX_PIXELS
-    from ..image_io import open_image, to_rgb_array
+    from .images import load_rgb
 
-    return np.ascontiguousarray(to_rgb_array(open_image(Path(image), DEFAULT_MAX_PIXELS))[0])
+    return load_rgb(Path(image))
 
 
 def _setup_ugicm(config, rgb):

@@ -23,7 +23,7 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
     for task, metric in _task_metrics(results):
         axes.append((f"{task}.{metric}", f"{task} {metric}", f"rate_{task}_{metric}.png"))
     for key, label, file_name in axes:
-        fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+        fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
         measured = {c: [(p["bpp"], _value(p, key)) for p in pts if p.get("bpp") is not None and _value(p, key) is not None]
                     for c, pts in results["curves"].items() if c != ORIGINAL}
         measured = {c: xy for c, xy in measured.items() if xy}
@@ -33,15 +33,19 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
         x_max = max(x for xy in measured.values() for x, _ in xy) * 1.1
         visible_y = [y for xy in measured.values() for _, y in xy]
         if "." not in key:
-            for stem, anchor in results.get("anchors", {}).items():
+            faint = plt.get_cmap("tab20")
+            for i, anchor in enumerate(results.get("anchors", {}).values()):
                 xy = [(p["bpp"], p[key]) for p in anchor["points"] if p.get(key) is not None]
                 shown = [(x, y) for x, y in xy if x <= x_max]
                 if not shown:
                     continue
                 visible_y += [y for _, y in shown]
-                ax.plot(*zip(*_clip(xy, x_max)), linestyle="--", linewidth=0.9, alpha=0.6, label=f"{anchor['name']} (published)")
-        for curve, xy in measured.items():
-            ax.plot(*zip(*xy), marker="o", markersize=3.5, linewidth=1.6, label=curve)
+                name = anchor["name"].split(" (")[0]  # drop the source note some names carry
+                ax.plot(*zip(*_clip(xy, x_max)), linestyle="--", linewidth=0.9, color=faint(2 * (i % 10) + 1),
+                        label=f"{name} (published)")
+        strong = plt.get_cmap("tab10")
+        for i, (curve, xy) in enumerate(measured.items()):
+            ax.plot(*zip(*xy), marker="o", markersize=3.5, linewidth=1.8, color=strong(i % 10), label=curve)
         if "." in key:
             original = results["curves"].get(ORIGINAL)
             value = _value(original[0], key) if original else None
@@ -56,7 +60,7 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
         ax.set_ylabel(label)
         ax.set_title(f"{label} vs rate, {len(results['images'])} images")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         fig.tight_layout()
         path = out / file_name
         fig.savefig(path)

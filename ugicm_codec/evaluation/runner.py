@@ -166,24 +166,23 @@ class Worker:
         return self._codec
 
     def run(self, unit: Unit) -> list[dict]:
-        from ..container import DEFAULT_MAX_PIXELS
-        from ..image_io import open_image, to_rgb_array
+        from .images import load_rgb
 
         path = self.plan.folder / unit.image
-        data = path.read_bytes()
-        original, _ = to_rgb_array(open_image(data, DEFAULT_MAX_PIXELS))
+        original = load_rgb(path.read_bytes())
         base = {"image": unit.image, "image_sha256": self.plan.image_digests[unit.image],
                 "setting": unit.setting, "quality": unit.quality, "coder": self.plan.coder(unit.codec),
                 "width": int(original.shape[1]), "height": int(original.shape[0])}
         if unit.codec == ORIGINAL:
             return [{**base, "curve": ORIGINAL, "tasks": self._tasks(path, original)}]
         if unit.codec == UGICM:
-            return self._run_ugicm(unit, data, original, base)
+            return self._run_ugicm(unit, original, base)
         return self._run_baseline(unit, original, base)
 
-    def _run_ugicm(self, unit, data, original, base) -> list[dict]:
+    def _run_ugicm(self, unit, original, base) -> list[dict]:
         codec = self.codec()
-        encoded = codec.encode_detailed(data, quality=unit.quality)
+        # Every codec gets the same pixels and no metadata (ICC, EXIF), so sizes compare like for like.
+        encoded = codec.encode_detailed(original, quality=unit.quality)
         self._save(unit, encoded.data, ".ugc")
         parsed = codec.parse(encoded.data)
         records = []

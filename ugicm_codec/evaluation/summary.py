@@ -69,7 +69,7 @@ def bd_comparisons(curves: dict[str, list[dict]], anchors: dict[str, dict], n_im
             if test == ORIGINAL:
                 continue
             for ref, kind, ref_points in references:
-                if ref in (test, ORIGINAL):
+                if ref == ORIGINAL or (kind == "measured" and ref == test):
                     continue
                 for method in METHODS:
                     rows.append(_compare(test, test_points, ref, kind, ref_points, metric, method, n_images))
@@ -176,16 +176,16 @@ def markdown(results: dict, bd_method: str = "cubic") -> str:
 
 def _bd_table(results, metric, method, value_key, fmt, notes) -> list[str]:
     rows = [r for r in results["bd"] if r["metric"] == metric and r["method"] == method]
-    tests = list(dict.fromkeys(r["test"] for r in rows))
-    references = list(dict.fromkeys((r["reference"], r["reference_kind"]) for r in rows))
+    tests = [c for c in results["curves"] if c != ORIGINAL]
     if not tests:
         return ["(no curves to compare)"]
-    cell = {(r["test"], r["reference"]): r for r in rows}
+    references = [(c, "measured") for c in tests] + [(a, "published") for a in results["anchors"]]
+    cell = {(r["test"], r["reference"], r["reference_kind"]): r for r in rows}
     out = _table_header(["reference"] + tests)
     for ref, kind in references:
         cells = [ref + (" (published)" if kind == "published" else "")]
         for test in tests:
-            r = cell.get((test, ref))
+            r = cell.get((test, ref, kind))
             if r is None:
                 cells.append("")
             elif r[value_key] is None:

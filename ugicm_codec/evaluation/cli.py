@@ -1,0 +1,302 @@
+"""``ugicm eval`` and ``ugicm bench``.
+
+This module imports only click at load time (``ugicm info`` must stay fast and torch-free); the
+evaluation modules, torch and matplotlib are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+BD_METHODS = ("cubic", "pchip")  # bd.METHODS, spelt out so that loading this module needs no numpy
+EXIT_FAILED, EXIT_USAGE, EXIT_WEIGHTS, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"ugicm: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _split(text: str) -> list[str]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    return [] if [s.lower() for s in items] == ["none"] else items
+
+
+def _qualities(text: str) -> list[float]:
+    values = []
+    for item in _split(text):
+        try:
+            q = float(item)
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not a number", param_hint="--qualities") from None
+        if not 0.0 <= q <= 100.0:
+            raise click.BadParameter(f"{q:g} is outside 0-100", param_hint="--qualities")
+        if q not in values:
+            values.append(q)
+    return sorted(values)
+
+
+def _weights_model(weights) -> dict:
+    from ..errors import WeightsError
+    from ..weights import locate
+
+    try:
+        info = locate(weights)
+    except WeightsError as e:
+        _fail(str(e), EXIT_WEIGHTS)
+    return {"name": info.name, "sha256": info.sha256, "path": str(info.path)}
+
+
+# ---------------------------------------------------------------------------------- eval
+@click.command("eval", context_settings=CONTEXT)
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for records.jsonl, results.json, results.md and the plots.")
+@click.option("--qualities", default="10,25,40,55,70,85,100", show_default=True,
+              help="ugicm qualities (0-100), comma-separated; 'none' for the baselines alone.")
+@click.option("--baselines", default="jpeg,webp,avif", show_default=True,
+              help="Pillow codecs to compare with (jpeg, webp, avif), or 'none'.")
+@click.option("--prefer", "preferences", default="human,machine", show_default=True,
+              help="Decode each ugicm file for these preferences: human, machine or numbers in [0, 1].")
+@click.option("--tasks", default="none", show_default=True,
+              help="Machine tasks scored on every decoded image: classification (ImageNet-named files).")
+@click.option("--weights", type=click.Path(exists=True, path_type=Path),
+              help="Weights file or directory (default: the shipped model).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--threads", type=click.IntRange(1, 256),
+              help="Torch threads per worker (default: all for one job, 1 each for several).")
+@click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker processes.")
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N images (sorted by name).")
+@click.option("--anchors", type=click.Path(file_okay=False, path_type=Path),
+              help="Published Kodak figures (CompressAI JSON) to compare with [default: ../shared/anchors/kodak].")
+@click.option("--models", type=click.Path(file_okay=False, path_type=Path),
+              help="Downstream models for --tasks [default: ../shared/models].")
+@click.option("--bd-method", type=click.Choice(BD_METHODS), default="cubic", show_default=True,
+              help="Interpolation in results.md's BD tables (results.json has both).")
+@click.option("--save-bitstreams", is_flag=True, help="Keep every encoded file under OUT/bitstreams/.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and the result paths.")
+def eval_command(folder, out, qualities, baselines, preferences, tasks, weights, device, threads, jobs,
+                 limit, anchors, models, bd_method, save_bitstreams, quiet):
+    """Rate-distortion evaluation of ugicm and classic codecs on a folder of images.
+
+    Every image is coded at every setting; bpp comes from the real size of each encoded file.
+    Per-image records are appended to OUT/records.jsonl, so a rerun skips finished work. Then
+    averaged curves, BD-rate/BD-PSNR tables (against each other and, on Kodak, against the
+    published anchors) and plots are written to OUT.
+    """
+    from . import baselines as baseline_codecs
+    from .runner import EvalPlan, find_images, parse_preferences
+    from .shared import KODAK_ANCHORS_DIR, MODELS_DIR
+    from .tasks import TaskError, make
+
+    quality_list = _qualities(qualities)
+    try:
+        prefs = parse_preferences(preferences)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--prefer") from None
+    if quality_list and not prefs:
+        raise click.BadParameter("give at least one preference", param_hint="--prefer")
+    baseline_names = [b.lower() for b in _split(baselines)]
+    for name in baseline_names:
+        if name not in baseline_codecs.BASELINES:
+            raise click.BadParameter(f"unknown baseline {name!r} (known: {', '.join(baseline_codecs.BASELINES)})",
+                                     param_hint="--baselines")
+        reason = baseline_codecs.BASELINES[name].unavailable_reason()
+        if reason:
+            _fail(f"baseline {name}: {reason}", EXIT_USAGE)
+    baseline_names = list(dict.fromkeys(baseline_names))
+    if not quality_list and not baseline_names:
+        raise click.UsageError("nothing to evaluate: no ugicm qualities and no baselines")
+
+    images = find_images(folder, limit)
+    if not images:
+        _fail(f"no images in {folder} (looked for .png, .jpg, .jpeg, .webp, .bmp, .tif, .ppm)", EXIT_USAGE)
+    model = _weights_model(weights) if quality_list else None
+
+    task_objects = []
+    try:
+        for name in dict.fromkeys(t.lower() for t in _split(tasks)):
+            task = make(name, models or MODELS_DIR)
+            task.prepare(images)
+            task_objects.append(task)
+    except TaskError as e:
+        _fail(str(e), EXIT_USAGE)
+
+    plan = EvalPlan(folder=folder, out=out, images=images, qualities=quality_list, preferences=prefs,
+                    baselines=baseline_names, tasks=task_objects, weights=weights, model=model,
+                    device=device, threads=threads, jobs=jobs, save_bitstreams=save_bitstreams,
+                    anchors_dir=anchors or KODAK_ANCHORS_DIR)
+    sys.exit(_run_eval(plan, bd_method, quiet))
+
+
+def _run_eval(plan, bd_method: str, quiet: bool) -> int:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ..cli import Reporter
+    from .records import RecordLog
+    from .runner import FatalError, execute, file_sha256, is_done, plan_units
+    from .summary import write_results
+
+    try:
+        plan.out.mkdir(parents=True, exist_ok=True)
+        plan.image_digests = {p.name: file_sha256(p) for p in plan.images}
+        log = RecordLog(plan.out)
+    except OSError as e:
+        _fail(f"cannot use {plan.out}: {e.strerror or e}", EXIT_USAGE)
+    units = plan_units(plan)
+    pending = [u for u in units if not is_done(u, plan, log.records)]
+    if not quiet:
+        skipped = len(units) - len(pending)
+        click.echo(f"eval: {len(plan.images)} images, {len(units)} units of work"
+                   + (f", {skipped} already in {log.path}" if skipped else ""), err=True)
+    reporter = Reporter(len(pending), quiet, False, False, "eval")
+
+    def done(unit, records):
+        if unit.codec == "original":
+            reporter.ok({}, f"{unit.image} original: task scores measured")
+            return
+        quality = ", ".join(f"{r['curve'].split('/')[-1]} {r['psnr']:.2f} dB" if "/" in r["curve"]
+                            else f"{r['psnr']:.2f} dB" for r in records)
+        reporter.ok({}, f"{unit.describe()}: {records[0]['bpp']:.4f} bpp, {quality}")
+
+    def failed(unit, message):
+        reporter.error(unit.describe(), message)
+
+    try:
+        execute(plan, log, pending, done, failed)
+    except FatalError as e:
+        reporter.close()
+        _fail(str(e), EXIT_WEIGHTS)
+    except BrokenProcessPool:
+        reporter.close()
+        _fail("a worker process died (out of memory?); finished measurements are kept, rerun to resume",
+              EXIT_FAILED)
+    except KeyboardInterrupt:
+        reporter.close()
+        click.echo(f"ugicm: interrupted; finished measurements are in {log.path}, rerun to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        log.close()
+    status = reporter.close()
+    write_results(plan, log.records, bd_method)
+    for name in ("results.md", "results.json", "rate_psnr.png", "rate_msssim.png"):
+        if (plan.out / name).exists():
+            click.echo(str(plan.out / name))
+    return status
+
+
+# --------------------------------------------------------------------------------- bench
+@click.command(context_settings=CONTEXT)
+@click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--repeat", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Timed runs per configuration (after one warm-up run); the median is reported.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write all figures here.")
+@click.option("--codecs", default="ugicm,bmshj2018,jpeg,webp,avif", show_default=True,
+              help="Which codecs to time (bmshj2018: CompressAI's hyperprior with random weights).")
+@click.option("--weights", type=click.Path(exists=True, path_type=Path),
+              help="Weights file or directory (default: the shipped model).")
+@click.option("--threads", type=click.IntRange(1, 256), help="Torch threads and AVIF encoder threads (default: all).")
+@click.option("--no-cuda", is_flag=True, help="Time the learned codecs on the CPU only.")
+def bench(images, repeat, json_path, codecs, weights, threads, no_cuda):
+    """Encode/decode speed and peak memory per image, each configuration in a fresh process.
+
+    Default image: kodim01 from ../shared/data/kodak, else a synthetic 768x512 image. Learned
+    codecs run on the CPU and, when torch sees one, on CUDA.
+    """
+    import json
+
+    from .bench import CODECS, LEARNED, codec_label, default_images, image_label, run_configuration
+
+    chosen = [c.lower() for c in _split(codecs)]
+    unknown = [c for c in chosen if c not in CODECS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"choose from {', '.join(CODECS)}", param_hint="--codecs")
+    if "avif" in chosen or "webp" in chosen:
+        from .baselines import BASELINES
+
+        for name in ("webp", "avif"):
+            reason = BASELINES[name].unavailable_reason() if name in chosen else None
+            if reason:
+                _fail(f"{name}: {reason}", EXIT_USAGE)
+    model = _weights_model(weights) if "ugicm" in chosen else None
+    inputs = list(images) or default_images()
+
+    rows = []
+    cuda_available = False
+
+    def run(codec, device, image):
+        config = {"codec": codec, "device": device, "image": image, "repeat": repeat, "threads": threads}
+        if codec == "ugicm":
+            config["weights"] = model["path"]
+        click.echo(f"bench: {codec_label(codec)} on {device}, {image_label(image)} …", err=True)
+        row = run_configuration(config)
+        if "error" in row:
+            click.echo(f"ugicm: error: {codec} on {device}, {image_label(image)}: {row['error']}", err=True)
+        rows.append(row)
+        return row
+
+    try:
+        for image in inputs:
+            for codec in chosen:
+                row = run(codec, "cpu", image)
+                cuda_available = cuda_available or bool(row.get("cuda_available"))
+        if cuda_available and not no_cuda:
+            for image in inputs:
+                for codec in (c for c in chosen if c in LEARNED):
+                    run(codec, "cuda", image)
+    except KeyboardInterrupt:
+        click.echo("ugicm: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+    _print_bench_table(rows, repeat)
+    if json_path:
+        import platform
+
+        report = {"repeat": repeat, "threads_requested": threads,
+                  "host": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "python": platform.python_version()},
+                  "results": rows,
+                  "notes": ["times: median of the timed runs after one warm-up run",
+                            "bmshj2018: CompressAI bmshj2018_hyperprior(quality=4, pretrained=False), random "
+                            "weights: its timing is real, its bpp is meaningless",
+                            "peak_rss_mib: the whole process; coding_rss_mib: rise of the peak while coding"]}
+        try:
+            json_path.write_text(json.dumps(report, indent=1) + "\n")
+        except OSError as e:
+            _fail(f"cannot write {json_path}: {e.strerror or e}", EXIT_FAILED)
+        click.echo(str(json_path), err=True)
+    sys.exit(EXIT_FAILED if any("error" in r for r in rows) else 0)
+
+
+def _print_bench_table(rows: list[dict], repeat: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .bench import image_label
+
+    table = Table(title="ugicm bench", caption=(
+        f"median of {repeat} timed run(s) after one warm-up · RSS: peak of the whole process, Δ: its rise "
+        "while coding · * CompressAI bmshj2018_hyperprior(quality=4) with random weights: timing only, "
+        "its bpp means nothing"))
+    for name in ("image", "size", "codec", "device", "threads", "encode s", "decode s", "enc MP/s",
+                 "dec MP/s", "bpp", "RSS MiB", "Δ MiB", "GPU MiB"):
+        table.add_column(name, justify="left" if name in ("image", "codec", "device") else "right", no_wrap=True)
+    for r in rows:
+        codec = "bmshj2018 q4 *" if r["codec"] == "bmshj2018" else r["codec"]
+        if "error" in r:
+            table.add_row(image_label(r["image"]), "", codec, r["device"], "", "error: " + r["error"])
+            continue
+        table.add_row(
+            image_label(r["image"]), f"{r['width']}x{r['height']}", codec, r["device"], str(r["threads"]),
+            f"{r['encode_s']:.3f}", f"{r['decode_s']:.3f}", f"{r['encode_mp_per_s']:.2f}",
+            f"{r['decode_mp_per_s']:.2f}", f"{r['bpp']:.3f}", f"{r['peak_rss_mib']:.0f}",
+            f"{r['coding_rss_mib']:.0f}", f"{r['cuda_peak_mib']:.0f}" if "cuda_peak_mib" in r else "–")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # piped: no terminal width to fit, keep rows on one line
+    console.print(table)
