@@ -58,6 +58,23 @@ def test_batch_to_directory_continues_after_a_bad_file(run, tmp_path):
     assert not list((tmp_path / "out").glob("*.part"))
 
 
+def test_jobs_and_skip_existing(run, tmp_path):
+    for i in range(3):
+        (tmp_path / f"im{i}.png").write_bytes((GOLDEN / "source.png").read_bytes())
+    inputs = [tmp_path / f"im{i}.png" for i in range(3)]
+    r = run("encode", *inputs, "-o", tmp_path / "out", "--jobs", "2", "--threads", "1")
+    assert r.exit_code == 0, r.output
+    serial = run("encode", inputs[0], "-o", tmp_path / "serial.ugc")
+    assert serial.exit_code == 0
+    assert (tmp_path / "out" / "im0.ugc").read_bytes() == (tmp_path / "serial.ugc").read_bytes()
+    (tmp_path / "out" / "im1.ugc").unlink()
+    r = run("encode", *inputs, "-o", tmp_path / "out", "--skip-existing", "--json")
+    assert r.exit_code == 0 and "1 of 3 done, 2 skipped" in r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert sorted((rec["input"].rsplit("/", 1)[-1], rec.get("skipped", False)) for rec in records) == [
+        ("im0.png", True), ("im1.png", False), ("im2.png", True)]
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_damaged_file_one_line_error_no_output(run, tmp_path, damage):
     data = bytearray((GOLDEN / "tiny-q90.ugc").read_bytes())

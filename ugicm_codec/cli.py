@@ -8,16 +8,14 @@ commands that need the model, so ``ugicm info`` is fast.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from . import __version__, container
 from .errors import OutputError, UgicmError, WeightsError
-from .outputs import OutputPlan, atomic_write, read_input
+from .outputs import OutputPlan, read_input
 
 EXIT_FAILED, EXIT_USAGE, EXIT_WEIGHTS, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -30,7 +28,8 @@ class Reporter:
     def __init__(self, total: int, quiet: bool, as_json: bool, json_to_stderr: bool, verb: str):
         self.total, self.quiet, self.as_json, self.verb = total, quiet, as_json, verb
         self.json_stream = sys.stderr if json_to_stderr else sys.stdout
-        self.failed = 0
+        self.failed = self.skips = 0
+        self.closed = False
         self.progress = None
         if total > 1 and not quiet and sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -45,11 +44,22 @@ class Reporter:
         if self.as_json:
             print(json.dumps(record), file=self.json_stream, flush=True)
         if not self.quiet:
-            if self.progress is not None:
-                self.progress.console.print(line, highlight=False)
-            else:
-                print(line, file=sys.stderr, flush=True)
+            self._print(line)
         self._advance()
+
+    def skipped(self, name: str, target) -> None:
+        if self.as_json:
+            print(json.dumps({"input": name, "output": str(target), "skipped": True}), file=self.json_stream, flush=True)
+        if not self.quiet:
+            self._print(f"{name}: skipped, {target} exists")
+        self.skips += 1
+        self._advance()
+
+    def _print(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(line, highlight=False)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def error(self, name: str, message: str) -> None:
         self.failed += 1
@@ -67,11 +77,15 @@ class Reporter:
             self.progress.advance(self.task)
 
     def close(self) -> int:
+        if self.closed:
+            return EXIT_FAILED if self.failed else 0
+        self.closed = True
         if self.progress is not None:
             self.progress.stop()
         if self.total > 1 and not self.quiet:
-            print(f"{self.verb}: {self.total - self.failed} of {self.total} done, {self.failed} failed",
-                  file=sys.stderr)
+            done = self.total - self.failed - self.skips
+            skipped = f", {self.skips} skipped" if self.skips else ""
+            print(f"{self.verb}: {done} of {self.total} done{skipped}, {self.failed} failed", file=sys.stderr)
         return EXIT_FAILED if self.failed else 0
 
 
@@ -86,45 +100,28 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _load_codec(weights, device, threads, max_pixels):
-    try:
-        from .codec import Codec
+def _execute(inputs, plan: OutputPlan, reporter: "Reporter", job, job_args, codec_options: dict,
+             jobs: int, skip_existing: bool, target_args=None) -> None:
+    """Runs a batch and exits with its status; set-up problems stop it with their own status."""
+    from .batch import run_batch
+    from .weights import locate
 
-        return Codec(weights=weights, device=device, threads=threads, max_pixels=max_pixels)
+    try:
+        locate(codec_options["weights"])  # fail fast, before any worker starts
+        code = run_batch(list(inputs), plan, reporter, job, job_args, codec_options=codec_options,
+                         jobs=jobs, skip_existing=skip_existing, target_args=target_args)
     except WeightsError as e:
+        reporter.close()
         _fail(str(e), EXIT_WEIGHTS)
     except UgicmError as e:
+        reporter.close()
         _fail(str(e), EXIT_USAGE)
-
-
-def _run_batch(inputs, plan: OutputPlan, reporter: Reporter, work) -> int:
-    """Runs ``work(name, data) -> (bytes, record, line)`` over inputs; one failure never stops the rest."""
-    debug = bool(os.environ.get("UGICM_DEBUG"))
-    try:
-        for name in inputs:
-            try:
-                target = plan.target(name)
-                data = read_input(name)
-                out, record, line = work(name, data)
-                plan.write(target, out, source=name)
-                record["output"] = str(target) if target != "-" else "-"
-                reporter.ok(record, line.replace("{out}", "stdout" if target == "-" else str(target)))
-            except WeightsError as e:
-                reporter.close()
-                _fail(str(e), EXIT_WEIGHTS)
-            except UgicmError as e:
-                reporter.error(name, str(e))
-            except MemoryError:
-                reporter.error(name, "out of memory")
-            except Exception as e:  # never a traceback for a bad input; UGICM_DEBUG=1 shows it
-                if debug:
-                    raise
-                reporter.error(name, f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     except KeyboardInterrupt:
         reporter.close()
-        click.echo("ugicm: interrupted; finished outputs are complete, no partial file was left", err=True)
+        click.echo("ugicm: interrupted; finished outputs are complete, no partial file was left "
+                   "(rerun with --skip-existing to finish)", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    return reporter.close()
+    sys.exit(code)
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -152,6 +149,9 @@ def _common(f):
                      show_default=True, help="Refuse images larger than this many pixels.")(f)
     f = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print one JSON line of stats per file.")(f)
+    f = click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+                     help="Worker processes for several files (each loads the model once).")(f)
+    f = click.option("--skip-existing", is_flag=True, help="Leave inputs whose output already exists.")(f)
     return f
 
 
@@ -165,24 +165,17 @@ def _common(f):
               help="Search the continuous rate for the largest file within this many bits per pixel.")
 @click.option("--strip", is_flag=True, help="Leave out the ICC profile and EXIF metadata.")
 @_common
-def encode(inputs, output, quality, target_bpp, strip, weights, device, threads, max_pixels, quiet, as_json):
+def encode(inputs, output, quality, target_bpp, strip, weights, device, threads, max_pixels, quiet,
+           as_json, jobs, skip_existing):
     """Compress images (PNG, JPEG, WebP, TIFF, BMP; - for stdin) into .ugc files."""
+    from .batch import encode_job
+
     if quality is not None and target_bpp is not None:
         raise click.UsageError("give --quality or --target-bpp, not both")
     plan = _plan(inputs, output, ".ugc")
-    codec = _load_codec(weights, device, threads, max_pixels)
     reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "encode")
-
-    def work(name, data):
-        result = codec.encode_detailed(data, quality=quality, target_bpp=target_bpp, keep_metadata=not strip)
-        record = {"input": name, "bytes": len(result.data), "width": result.width, "height": result.height,
-                  "bpp": round(result.bpp, 5), "rate_level": round(result.level, 5),
-                  "seconds": round(result.seconds, 4)}
-        line = (f"{name} -> {{out}}: {result.width}x{result.height}, {len(result.data)} bytes, "
-                f"{result.bpp:.4f} bpp, {result.seconds:.2f} s")
-        return result.data, record, line
-
-    sys.exit(_run_batch(inputs, plan, reporter, work))
+    options = dict(weights=weights, device=device, threads=threads, max_pixels=max_pixels)
+    _execute(inputs, plan, reporter, encode_job, (quality, target_bpp, not strip), options, jobs, skip_existing)
 
 
 @main.command(context_settings=CONTEXT)
@@ -192,10 +185,10 @@ def encode(inputs, output, quality, target_bpp, strip, weights, device, threads,
 @click.option("-p", "--prefer", default="human", show_default=True,
               help="human, machine, or any number between 0 (human) and 1 (machine).")
 @_common
-def decode(inputs, output, prefer, weights, device, threads, max_pixels, quiet, as_json):
+def decode(inputs, output, prefer, weights, device, threads, max_pixels, quiet, as_json, jobs, skip_existing):
     """Reconstruct images from .ugc files, for people or for machine analytics."""
+    from .batch import decode_job, output_format
     from .codec import parse_preference
-    from .image_io import FORMATS_BY_SUFFIX
 
     try:
         beta = parse_preference(prefer)
@@ -203,27 +196,15 @@ def decode(inputs, output, prefer, weights, device, threads, max_pixels, quiet, 
         raise click.BadParameter(str(e), param_hint="--prefer") from None
     tag = {0.0: "human", 1.0: "machine"}.get(beta, f"p{beta:g}")
     plan = _plan(inputs, output, f".{tag}.png")
-    codec = _load_codec(weights, device, threads, max_pixels)
+    try:
+        for name in inputs:  # an unknown output suffix is a usage error, found before any work
+            output_format(plan.target(name))
+    except OutputError as e:
+        raise click.UsageError(str(e)) from None
     reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "decode")
-
-    def work(name, data):
-        from .image_io import encode_image
-
-        start = time.perf_counter()
-        picture = codec.decode_picture(data, beta)
-        seconds = time.perf_counter() - start
-        target = plan.target(name)
-        fmt = "PNG" if target == "-" else FORMATS_BY_SUFFIX.get(Path(target).suffix.lower())
-        if fmt is None:
-            raise OutputError(f"unknown output image suffix {Path(target).suffix!r} (use .png, .webp, .tif, .bmp or .jpg)")
-        out = encode_image(picture.to_pil(), fmt)
-        w, h = picture.size
-        record = {"input": name, "width": w, "height": h, "prefer": beta, "bytes_in": len(data),
-                  "bpp": round(len(data) * 8 / (w * h), 5), "seconds": round(seconds, 4)}
-        line = f"{name} -> {{out}}: {w}x{h}, prefer {tag}, {seconds:.2f} s"
-        return out, record, line
-
-    sys.exit(_run_batch(inputs, plan, reporter, work))
+    options = dict(weights=weights, device=device, threads=threads, max_pixels=max_pixels)
+    _execute(inputs, plan, reporter, decode_job, (beta,), options, jobs, skip_existing,
+             target_args=lambda target: (output_format(target),))
 
 
 @main.command(context_settings=CONTEXT)

@@ -124,7 +124,6 @@ def _metadata(path: Path) -> dict:
 
 def load_model(info: WeightsInfo):
     """Builds the architecture and loads the weights (float32 in memory)."""
-    import torch
     from safetensors.torch import load_file
 
     from .models import build_model
@@ -152,7 +151,6 @@ def load_model(info: WeightsInfo):
 def export(model, path: Path, half: bool = True) -> str:
     """Writes a model as safetensors: transforms in float16, the entropy model exact (float32 and
     int32 CDF tables, computed here once so every decoder uses the very same tables)."""
-    import torch
     from safetensors.torch import save_file
 
     model = model.cpu().eval()

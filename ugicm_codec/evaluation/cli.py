@@ -116,6 +116,15 @@ def eval_command(folder, out, qualities, baselines, preferences, tasks, weights,
     images = find_images(folder, limit)
     if not images:
         _fail(f"no images in {folder} (looked for .png, .jpg, .jpeg, .webp, .bmp, .tif, .ppm)", EXIT_USAGE)
+    from .images import unreadable
+
+    skipped = [(p, unreadable(p)) for p in images]
+    skipped = [(p, why) for p, why in skipped if why]
+    for path, why in skipped:
+        click.echo(f"ugicm: error: {path.name}: {why}; left out", err=True)
+    images = [p for p in images if p not in {s for s, _ in skipped}]
+    if not images:
+        _fail(f"no readable images in {folder}", EXIT_FAILED)
     model = _weights_model(weights) if quality_list else None
 
     task_objects = []
@@ -131,7 +140,8 @@ def eval_command(folder, out, qualities, baselines, preferences, tasks, weights,
                     baselines=baseline_names, tasks=task_objects, weights=weights, model=model,
                     device=device, threads=threads, jobs=jobs, save_bitstreams=save_bitstreams,
                     anchors_dir=anchors or KODAK_ANCHORS_DIR)
-    sys.exit(_run_eval(plan, bd_method, quiet))
+    status = _run_eval(plan, bd_method, quiet)
+    sys.exit(EXIT_FAILED if skipped else status)
 
 
 def _run_eval(plan, bd_method: str, quiet: bool) -> int:

@@ -28,3 +28,15 @@ def load_rgb(source: str | Path | bytes) -> np.ndarray:
         raise ImageError("not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"cannot read image: {e}") from None
+
+
+def unreadable(path: Path) -> str | None:
+    """Why Pillow cannot read ``path`` (a cheap check of headers and checksums), or None."""
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except UnidentifiedImageError:
+        return "not an image Pillow can read"
+    except (OSError, ValueError, SyntaxError) as e:
+        return f"cannot read image: {e}"
+    return None

@@ -39,7 +39,7 @@ def ms_ssim(original: np.ndarray, decoded: np.ndarray) -> float | None:
     from pytorch_msssim import ms_ssim as _ms_ssim
 
     def tensor(a):
-        return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
+        return torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1)[None]  # a writable copy
 
     with torch.no_grad():
         return float(_ms_ssim(tensor(original), tensor(decoded), data_range=255, size_average=True))

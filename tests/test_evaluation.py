@@ -1,0 +1,172 @@
+"""The evaluation tooling: metrics, baselines, label matching, and `ugicm eval` / `ugicm bench` end to end."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ugicm_codec.cli import main
+from ugicm_codec.evaluation import baselines, metrics
+from ugicm_codec.evaluation.runner import bitstream_path, is_kodak, parse_preferences
+from ugicm_codec.evaluation.tasks import imagenet_label_indices
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+KODAK = SHARED / "data" / "kodak"
+needs_kodak = pytest.mark.skipif(not KODAK.is_dir(), reason=f"shared test data not found at {KODAK}")
+
+
+def _image(h=192, w=256, seed=0):
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x % 256, y % 256, (x + y) % 256], axis=2).astype(np.float64)
+    noise = np.random.default_rng(seed).normal(0, 8, base.shape)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------ metrics
+def test_psnr_by_hand():
+    a = _image()
+    b = a.astype(np.int16)
+    b[::2] += 1  # every other row off by one: MSE = 1/2
+    b = np.clip(b, 0, 255).astype(np.uint8)
+    mse = np.mean((a.astype(float) - b) ** 2)
+    assert metrics.psnr(a, b) == pytest.approx(10 * math.log10(255 ** 2 / mse))
+    assert metrics.psnr(a, a) == metrics.PSNR_CAP_DB
+
+
+def test_ms_ssim():
+    a = _image()
+    assert metrics.ms_ssim(a, a) == pytest.approx(1.0, abs=1e-6)
+    noisy = np.clip(a + np.random.default_rng(1).normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    assert 0 < metrics.ms_ssim(a, noisy) < 1
+    assert metrics.ms_ssim(a[:100], a[:100]) is None  # too small for five scales
+    assert metrics.ms_ssim_db(0.99) == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("name", list(baselines.BASELINES))
+def test_baselines_round_trip(name):
+    codec = baselines.BASELINES[name]
+    if codec.unavailable_reason():
+        pytest.skip(codec.unavailable_reason())
+    image = _image()
+    low, high = (codec.encode(image, q) for q in (codec.qualities[0], codec.qualities[-1]))
+    assert len(low) < len(high)
+    assert codec.decode(high).shape == image.shape
+    assert metrics.psnr(image, codec.decode(high)) > metrics.psnr(image, codec.decode(low))
+
+
+# ----------------------------------------------------------------------------- helpers
+def test_preferences_and_kodak_names():
+    assert [(p.label, p.beta) for p in parse_preferences("human,machine,0.5,1")] == [
+        ("human", 0.0), ("machine", 1.0), ("p0.5", 0.5)]
+    with pytest.raises(ValueError):
+        parse_preferences("robot")
+    assert is_kodak([Path("kodim01.png"), Path("kodim24.png")])
+    assert not is_kodak([Path("kodim25.png")])
+
+
+def test_imagenet_labels_from_file_names():
+    labels = ["background", "tench, Tinca tinca", "crane", "Cardigan, Cardigan Welsh corgi", "cradle",
+              "crane", "cardigan"]
+    files = ["n01440764_tench.JPEG", "n02012849_crane.JPEG", "n02113186_Cardigan.JPEG",
+             "n03125729_cradle.JPEG", "n03126707_crane.JPEG", "n03980874_cardigan.JPEG", "n09999999_unknown.JPEG"]
+    assert imagenet_label_indices(files, labels) == {
+        "n01440764_tench.JPEG": 1, "n02012849_crane.JPEG": 2, "n02113186_Cardigan.JPEG": 3,
+        "n03125729_cradle.JPEG": 4, "n03126707_crane.JPEG": 5, "n03980874_cardigan.JPEG": 6}
+
+
+def test_cli_import_is_torch_free():
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ugicm_codec.cli"],
+                         capture_output=True, text=True, check=True)
+    assert "torch" not in out.stderr
+    assert "matplotlib" not in out.stderr
+
+
+def test_eval_bad_input_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["eval", str(tmp_path), "--out", str(tmp_path / "o"), "--qualities", "120"])
+    assert result.exit_code == 2 and "outside 0-100" in result.output
+    result = CliRunner().invoke(main, ["eval", str(tmp_path), "--out", str(tmp_path / "o"), "--baselines", "jpeg"])
+    assert result.exit_code == 2 and result.output.strip().startswith("ugicm: error: no images")
+    assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from ugicm_codec.models import build_model
+    from ugicm_codec.weights import export
+
+    d = tmp_path_factory.mktemp("weights")
+    sha = export(build_model("ugicm-hp-tiny"), d / "m.safetensors")
+    manifest = {"default": "ugicm-hp-tiny", "models": {"ugicm-hp-tiny": {"file": "m.safetensors", "sha256": sha}}}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return d
+
+
+@needs_kodak
+def test_eval_on_two_kodak_images(tmp_path, tiny_weights):
+    out = tmp_path / "eval"
+    args = ["eval", str(KODAK), "--out", str(out), "--limit", "2", "--qualities", "30,80", "--baselines", "jpeg",
+            "--weights", str(tiny_weights), "--threads", "1", "--save-bitstreams"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for name in ("records.jsonl", "results.json", "results.md", "rate_psnr.png", "rate_msssim.png"):
+        assert (out / name).is_file(), name
+
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    n_jpeg = len(baselines.BASELINES["jpeg"].qualities)
+    assert len(records) == 2 * (2 * 2 + n_jpeg)  # images x (qualities x preferences + jpeg settings)
+    sizes = {}
+    for r in records:
+        codec = r["curve"].split("/")[0]
+        suffix = ".ugc" if codec == "ugicm" else ".jpg"
+        size = bitstream_path(out, codec, r["setting"], r["image"], suffix).stat().st_size
+        assert r["bytes"] == size
+        assert r["bpp"] == pytest.approx(size * 8 / (r["width"] * r["height"]), rel=1e-12)
+        sizes.setdefault((r["curve"], r["setting"]), []).append(r["bpp"])
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["kodak"] and results["images"] == ["kodim01.png", "kodim02.png"]
+    assert set(results["curves"]) == {"ugicm/human", "ugicm/machine", "jpeg"}
+    for curve, points in results["curves"].items():
+        for p in points:
+            assert p["n_images"] == 2
+            assert p["bpp"] == pytest.approx(np.mean(sizes[(curve, p["setting"])]), rel=1e-12)
+    assert len(results["curves"]["jpeg"]) == n_jpeg
+    if (SHARED / "anchors" / "kodak").is_dir():
+        assert results["anchors"]
+        jpeg_vs_vtm = [r for r in results["bd"] if r["test"] == "jpeg" and r["reference"] == "vtm"
+                       and r["metric"] == "psnr" and r["method"] == "cubic"]
+        assert jpeg_vs_vtm and jpeg_vs_vtm[0]["bd_rate_percent"] > 0  # JPEG needs more bits than VTM
+    assert "BD-rate at equal PSNR" in (out / "results.md").read_text()
+
+    # The .ugc on disk decodes to the very pixels that were scored.
+    from ugicm_codec.codec import Codec
+    from ugicm_codec.evaluation.images import load_rgb
+
+    human = next(r for r in records if r["curve"] == "ugicm/human")
+    codec = Codec(weights=tiny_weights, device="cpu", threads=1)
+    decoded, _ = codec.decode_array(bitstream_path(out, "ugicm", human["setting"], human["image"], ".ugc").read_bytes())
+    assert metrics.psnr(load_rgb(KODAK / human["image"]), decoded) == pytest.approx(human["psnr"])
+
+    # A rerun finds everything done and measures nothing again.
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert len((out / "records.jsonl").read_text().splitlines()) == len(records)
+    assert "already in" in again.output
+
+
+@needs_kodak
+def test_bench_writes_json(tmp_path):
+    target = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "--codecs", "jpeg", "--repeat", "1", "--json", str(target)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(target.read_text())
+    (row,) = report["results"]
+    assert row["codec"] == "jpeg" and row["device"] == "cpu" and row["image"].endswith("kodim01.png")
+    assert row["encode_s"] > 0 and row["decode_s"] > 0 and row["peak_rss_mib"] > 0
+    assert row["bpp"] == pytest.approx(row["bytes"] * 8 / (row["width"] * row["height"]))
