@@ -94,6 +94,14 @@ def eval_command(folder, out, qualities, baselines, preferences, tasks, weights,
     from .shared import KODAK_ANCHORS_DIR, MODELS_DIR
     from .tasks import TaskError, make
 
+    import importlib.util
+
+    missing = [m for m in ("pytorch_msssim", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(f"ugicm eval needs {' and '.join(missing)}: pip install 'ugicm[eval]'", EXIT_USAGE)
+    if out.resolve() == folder.resolve():
+        raise click.BadParameter("must not be the image folder (results would be read as images)",
+                                 param_hint="--out")
     quality_list = _qualities(qualities)
     try:
         prefs = parse_preferences(preferences)
@@ -137,7 +145,7 @@ def eval_command(folder, out, qualities, baselines, preferences, tasks, weights,
         _fail(str(e), EXIT_USAGE)
 
     plan = EvalPlan(folder=folder, out=out, images=images, qualities=quality_list, preferences=prefs,
-                    baselines=baseline_names, tasks=task_objects, weights=weights, model=model,
+                    baselines=baseline_names, tasks=task_objects, model=model,
                     device=device, threads=threads, jobs=jobs, save_bitstreams=save_bitstreams,
                     anchors_dir=anchors or KODAK_ANCHORS_DIR)
     status = _run_eval(plan, bd_method, quiet)
@@ -162,7 +170,8 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
     pending = [u for u in units if not is_done(u, plan, log.records)]
     if not quiet:
         skipped = len(units) - len(pending)
-        click.echo(f"eval: {len(plan.images)} images, {len(units)} units of work"
+        n = len(plan.images)
+        click.echo(f"eval: {n} image{'s' if n != 1 else ''}, {len(units)} units of work"
                    + (f", {skipped} already in {log.path}" if skipped else ""), err=True)
     reporter = Reporter(len(pending), quiet, False, False, "eval")
 

@@ -24,7 +24,8 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
         axes.append((f"{task}.{metric}", f"{task} {metric}", f"rate_{task}_{metric}.png"))
     for key, label, file_name in axes:
         fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
-        measured = {c: [(p["bpp"], _value(p, key)) for p in pts if p.get("bpp") is not None and _value(p, key) is not None]
+        measured = {c: [(p["bpp"], _value(p, key)) for p in pts
+                        if p.get("bpp") is not None and _value(p, key) is not None]
                     for c, pts in results["curves"].items() if c != ORIGINAL}
         measured = {c: xy for c, xy in measured.items() if xy}
         if not measured:

@@ -82,7 +82,6 @@ class EvalPlan:
     preferences: list[Preference]
     baselines: list[str]
     tasks: list[Task] = field(default_factory=list)
-    weights: str | None = None  # as given; None: the default weights
     model: dict | None = None  # {"name", "sha256", "path"} of the weights in use
     device: str = "auto"
     threads: int | None = None
@@ -239,7 +238,8 @@ class FatalError(Exception):
 
 
 def _attempt(worker: Worker, unit: Unit) -> tuple[str, object]:
-    """('ok', records) or ('error', one-line message); never raises except FatalError's cause."""
+    """('ok', records), ('error', one-line message) or ('fatal', message): returned, not raised,
+    so that pool workers and the in-process worker report alike."""
     try:
         return "ok", worker.run(unit)
     except WeightsError as e:

@@ -157,11 +157,11 @@ def markdown(results: dict, bd_method: str = "cubic") -> str:
         for value_key, title, fmt in (("bd_rate_percent", f"BD-rate at equal {axis}", "{:+.1f} %"),
                                       ("bd_quality_db", f"BD-{axis.replace(' (dB)', '')} at equal rate",
                                        "{:+.2f} dB")):
+            sign = ("Negative: fewer bits than the reference for the same quality."
+                    if value_key == "bd_rate_percent" else
+                    "Positive: higher quality than the reference at the same rate.")
             lines += ["", f"## {title} ({bd_method})", "",
-                      "Each column is a measured curve compared against each row's reference. " +
-                      ("Negative: fewer bits than the reference for the same quality."
-                       if value_key == "bd_rate_percent" else "Positive: higher quality than the reference at the same rate."),
-                      ""]
+                      f"Each column is a measured curve compared against each row's reference. {sign}", ""]
             lines += _bd_table(results, metric, bd_method, value_key, fmt, notes)
     if results["anchors"] and n < KODAK_IMAGES:
         lines += ["", f"Published anchors average all {KODAK_IMAGES} Kodak images; this run measured {n}, "
