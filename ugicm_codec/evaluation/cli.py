@@ -27,15 +27,16 @@ def _split(text: str) -> list[str]:
     return [] if [s.lower() for s in items] == ["none"] else items
 
 
-def _qualities(text: str) -> list[float]:
+def _qualities(text: str, option: str = "--qualities", kind=float) -> list:
     values = []
     for item in _split(text):
         try:
-            q = float(item)
+            q = kind(item)
         except ValueError:
-            raise click.BadParameter(f"{item!r} is not a number", param_hint="--qualities") from None
-        if not 0.0 <= q <= 100.0:
-            raise click.BadParameter(f"{q:g} is outside 0-100", param_hint="--qualities")
+            raise click.BadParameter(f"{item!r} is not {'a whole' if kind is int else 'a'} number",
+                                     param_hint=option) from None
+        if not 0 <= q <= 100:
+            raise click.BadParameter(f"{q:g} is outside 0-100", param_hint=option)
         if q not in values:
             values.append(q)
     return sorted(values)
@@ -61,6 +62,8 @@ def _weights_model(weights) -> dict:
               help="ugicm qualities (0-100), comma-separated; 'none' for the baselines alone.")
 @click.option("--baselines", default="jpeg,webp,avif", show_default=True,
               help="Pillow codecs to compare with (jpeg, webp, avif), or 'none'.")
+@click.option("--baseline-qualities", help="One comma-separated quality ladder (0-100) for every baseline "
+              "instead of each codec's own (see baselines.py), e.g. for a quick run.")
 @click.option("--prefer", "preferences", default="human,machine", show_default=True,
               help="Decode each ugicm file for these preferences: human, machine or numbers in [0, 1].")
 @click.option("--tasks", default="none", show_default=True,
@@ -80,7 +83,7 @@ def _weights_model(weights) -> dict:
               help="Interpolation in results.md's BD tables (results.json has both).")
 @click.option("--save-bitstreams", is_flag=True, help="Keep every encoded file under OUT/bitstreams/.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and the result paths.")
-def eval_command(folder, out, qualities, baselines, preferences, tasks, weights, device, threads, jobs,
+def eval_command(folder, out, qualities, baselines, baseline_qualities, preferences, tasks, weights, device, threads, jobs,
                  limit, anchors, models, bd_method, save_bitstreams, quiet):
     """Rate-distortion evaluation of ugicm and classic codecs on a folder of images.
 
@@ -118,6 +121,7 @@ def eval_command(folder, out, qualities, baselines, preferences, tasks, weights,
         if reason:
             _fail(f"baseline {name}: {reason}", EXIT_USAGE)
     baseline_names = list(dict.fromkeys(baseline_names))
+    ladder = _qualities(baseline_qualities, "--baseline-qualities", int) if baseline_qualities else None
     if not quality_list and not baseline_names:
         raise click.UsageError("nothing to evaluate: no ugicm qualities and no baselines")
 
@@ -145,7 +149,7 @@ def eval_command(folder, out, qualities, baselines, preferences, tasks, weights,
         _fail(str(e), EXIT_USAGE)
 
     plan = EvalPlan(folder=folder, out=out, images=images, qualities=quality_list, preferences=prefs,
-                    baselines=baseline_names, tasks=task_objects, model=model,
+                    baselines=baseline_names, baseline_qualities=ladder or None, tasks=task_objects, model=model,
                     device=device, threads=threads, jobs=jobs, save_bitstreams=save_bitstreams,
                     anchors_dir=anchors or KODAK_ANCHORS_DIR)
     status = _run_eval(plan, bd_method, quiet)

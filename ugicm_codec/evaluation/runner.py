@@ -81,6 +81,7 @@ class EvalPlan:
     qualities: list[float]
     preferences: list[Preference]
     baselines: list[str]
+    baseline_qualities: list[int] | None = None  # one ladder for every baseline instead of its own
     tasks: list[Task] = field(default_factory=list)
     model: dict | None = None  # {"name", "sha256", "path"} of the weights in use
     device: str = "auto"
@@ -98,6 +99,9 @@ class EvalPlan:
             return "-"
         b = baseline_codecs.get(codec)
         return f"{b.library()} {json.dumps(b.options, sort_keys=True)}"
+
+    def ladder(self, baseline: str) -> list[int]:
+        return list(self.baseline_qualities or baseline_codecs.get(baseline).qualities)
 
     def curves(self, codec: str) -> list[str]:
         if codec == UGICM:
@@ -130,7 +134,7 @@ def plan_units(plan: EvalPlan) -> list[Unit]:
             units.append(Unit(image.name, ORIGINAL, None))
         units += [Unit(image.name, UGICM, q) for q in plan.qualities]
         for name in plan.baselines:
-            units += [Unit(image.name, name, q) for q in baseline_codecs.get(name).qualities]
+            units += [Unit(image.name, name, q) for q in plan.ladder(name)]
     return units
 
 

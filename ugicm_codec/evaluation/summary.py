@@ -26,7 +26,7 @@ KODAK_IMAGES = 24
 
 def average_curves(plan: EvalPlan, records: dict) -> dict[str, list[dict]]:
     settings = {UGICM: [f"q{q:g}" for q in plan.qualities]}
-    settings.update({name: [f"q{q:g}" for q in baseline_codecs.get(name).qualities] for name in plan.baselines})
+    settings.update({name: [f"q{q:g}" for q in plan.ladder(name)] for name in plan.baselines})
     if plan.tasks:
         settings[ORIGINAL] = ["-"]
     curves: dict[str, list[dict]] = {}
@@ -113,7 +113,7 @@ def build_results(plan: EvalPlan, records: dict) -> dict:
             "qualities": plan.qualities, "preferences": {p.label: p.beta for p in plan.preferences}},
         "baselines": {name: {"library": baseline_codecs.get(name).library(),
                              "options": baseline_codecs.get(name).options,
-                             "qualities": list(baseline_codecs.get(name).qualities)} for name in plan.baselines},
+                             "qualities": plan.ladder(name)} for name in plan.baselines},
         "tasks": [t.name for t in plan.tasks],
         "curves": curves,
         "incomplete": incomplete,
