@@ -144,3 +144,36 @@ def test_readme_kodak_command(tmp_path, default_codec):
     assert r.invoke(main, ["decode", str(k), "--prefer", "machine", "-o", str(m)]).exit_code == 0
     assert not np.array_equal(np.asarray(Image.open(h)), np.asarray(Image.open(m)))
     assert "768x512" in r.invoke(main, ["info", str(k)]).output
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_batch_leaves_complete_outputs_and_resumes(tmp_path, sig):
+    import signal
+    import time
+
+    from ugicm_codec import container
+
+    src = tmp_path / "in"
+    src.mkdir()
+    big = Image.open(GOLDEN / "source.png").resize((640, 512))
+    for i in range(8):
+        big.rotate(i * 45).save(src / f"im{i}.png")
+    out = tmp_path / "out"
+    env = {**os.environ, "UGICM_WEIGHTS": TINY}
+    cmd = [sys.executable, "-m", "ugicm_codec.cli", "encode", *sorted(map(str, src.glob("*.png"))), "-o", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*.ugc")):
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-500:]
+    assert "Traceback" not in err.decode()
+    finished = list(out.glob("*.ugc"))
+    assert 1 <= len(finished) < 8
+    for f in finished:
+        container.parse(f.read_bytes())  # complete, valid files only
+    assert not [p for p in out.iterdir() if p.suffix != ".ugc"]
+    rerun = subprocess.run(cmd + ["--skip-existing"], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(out.glob("*.ugc"))) == 8

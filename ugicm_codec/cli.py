@@ -95,6 +95,10 @@ def _console():
     return Console(stderr=True)
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"ugicm: error: {message}", err=True)
     sys.exit(code)
@@ -103,9 +107,13 @@ def _fail(message: str, code: int) -> None:
 def _execute(inputs, plan: OutputPlan, reporter: "Reporter", job, job_args, codec_options: dict,
              jobs: int, skip_existing: bool, target_args=None) -> None:
     """Runs a batch and exits with its status; set-up problems stop it with their own status."""
+    import signal
+
     from .batch import run_batch
     from .weights import locate
 
+    # A kill (SIGTERM) unwinds like Ctrl-C, so the file being written is removed, not left half done.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         locate(codec_options["weights"])  # fail fast, before any worker starts
         code = run_batch(list(inputs), plan, reporter, job, job_args, codec_options=codec_options,
