@@ -79,3 +79,26 @@ def test_ddp_two_cpu_processes(images, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2]  # rank 0 alone writes
+
+
+def test_clip_teacher_from_a_local_file(tmp_path):
+    """CLIP ViT-B/32 through open_clip, from a weights file (random: no CLIP weights exist here)."""
+    open_clip = pytest.importorskip("open_clip", reason="needs the clip extra (pip install -e '.[clip]')")
+    import torch
+
+    from ugicm_codec.training.semantic import SemanticLoss
+    from ugicm_codec.training.teachers import build_teacher
+
+    torch.manual_seed(0)
+    visual = open_clip.create_model("ViT-B-32", pretrained=None).visual
+    torch.save(visual.state_dict(), tmp_path / "clip-visual.pt")
+    teacher = build_teacher("clip", tmp_path / "clip-visual.pt")
+    assert torch.equal(teacher.model.visual.conv1.weight, visual.conv1.weight)
+    x = torch.rand(2, 3, 64, 64)
+    x_hat = (x + 0.1 * torch.randn_like(x)).requires_grad_()
+    terms = SemanticLoss(teacher, instances=0)(x, x_hat)
+    terms["sem"].sum().backward()
+    assert x_hat.grad.abs().sum() > 0 and set(terms) == {"sem_global", "sem_local", "sem"}
+    torch.save({"bogus": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(RuntimeError, match="not an open_clip state dict"):
+        build_teacher("clip", tmp_path / "bad.pt")

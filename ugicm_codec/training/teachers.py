@@ -127,12 +127,11 @@ class ClipTeacher(nn.Module):
             import open_clip
         except ImportError as e:
             raise RuntimeError("the CLIP teacher needs open_clip (pip install open_clip_torch)") from e
+        # pretrained=None: open_clip must never reach for the network; weights come from the file.
         self.model = open_clip.create_model(model_name, pretrained=None)
-        if weights is not None:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and "state_dict" in state:
-                state = state["state_dict"]
-            self.model.load_state_dict(state, strict=False)
+        if weights is None:
+            raise RuntimeError("the CLIP teacher needs --teacher-weights (a local open_clip state dict)")
+        self._load(Path(weights))
         self.model.eval().requires_grad_(False)
         cfg = self.model.visual.preprocess_cfg if hasattr(self.model.visual, "preprocess_cfg") else {}
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.4815, 0.4578, 0.4082))).view(1, 3, 1, 1))
@@ -140,6 +139,20 @@ class ClipTeacher(nn.Module):
         self.size = self.model.visual.image_size
         if isinstance(self.size, (tuple, list)):
             self.size = self.size[0]
+
+    def _load(self, path: Path) -> None:
+        """A full CLIP state dict, or the image tower's alone (keys with or without 'visual.')."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        try:
+            if "text_projection" in state or "token_embedding.weight" in state:  # the whole CLIP
+                self.model.load_state_dict(state)
+            else:
+                self.model.visual.load_state_dict({k.removeprefix("visual."): v for k, v in state.items()})
+        except RuntimeError as e:
+            raise RuntimeError(f"{path} is not an open_clip state dict for this model: {str(e).splitlines()[0]}") from None
 
     def train(self, mode: bool = True):
         return super().train(False)
