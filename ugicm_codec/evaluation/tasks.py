@@ -9,8 +9,10 @@ A task plugs into the runner with three methods:
 * ``summarise(outcomes)`` over all images of one curve point: returns the task's figures, e.g.
   ``{"top1": 0.71}``. Dataset-level metrics such as mAP are computed here, not averaged per image.
 
-Implemented: ImageNet classification top-1/top-5 with MobileNetV2 (TFLite, uint8).
-Not implemented yet: COCO detection mAP (YOLOX-Nano, ONNX) and segmentation mIoU (DeepLabV3).
+Implemented: ImageNet classification top-1/top-5 with MobileNetV2 (TFLite, uint8) here; COCO
+detection mAP with YOLOX-Nano (ONNX) in ``detection.py``; PASCAL VOC segmentation mIoU with
+DeepLabV3 (TFLite) in ``segmentation.py``. Those two load lazily, so importing this module (and
+the CLI) pulls in neither their runtimes nor torch.
 """
 
 from __future__ import annotations
@@ -62,10 +64,8 @@ class ImageNetClassification(Task):
         return {**self.__dict__, "_interpreter": None}
 
     def prepare(self, images: list[Path]) -> None:
-        for path in (self.model_path, self.labels_path):
-            if not path.is_file():
-                raise TaskError(f"classification needs {path}, which is missing (see --models)")
-        _interpreter_class()  # fails early when the runtime is not installed
+        require_files(self.name, self.model_path, self.labels_path)
+        _interpreter_class(self.name)  # fails early when the runtime is not installed
         labels = self.labels_path.read_text().splitlines()
         self.truth = imagenet_label_indices([p.name for p in images], labels)
         if not self.truth:
@@ -89,7 +89,7 @@ class ImageNetClassification(Task):
         from PIL import Image
 
         if self._interpreter is None:
-            self._interpreter = _interpreter_class()(model_path=str(self.model_path), num_threads=1)
+            self._interpreter = _interpreter_class(self.name)(model_path=str(self.model_path), num_threads=1)
             self._interpreter.allocate_tensors()
         h, w = rgb.shape[:2]
         ch, cw = round(h * self.central_fraction), round(w * self.central_fraction)
@@ -102,15 +102,33 @@ class ImageNetClassification(Task):
         return it.get_tensor(it.get_output_details()[0]["index"])[0]
 
 
-def _interpreter_class():
+def _interpreter_class(task: str):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         try:
             from tflite_runtime.interpreter import Interpreter
         except ImportError:
-            raise TaskError("classification needs a TFLite runtime: pip install ai-edge-litert") from None
+            raise TaskError(f"{task} needs a TFLite runtime: pip install ai-edge-litert") from None
     return Interpreter
+
+
+def find_beside(images: list[Path], folder_name: str) -> Path | None:
+    """A dataset folder (``labels``, ``masks``) that belongs to these images: next to them, or next
+    to their folder, as in the YOLO layout ``root/images/x.jpg`` + ``root/labels/x.txt``."""
+    if not images:
+        return None
+    image_folder = images[0].parent
+    for candidate in (image_folder / folder_name, image_folder.parent / folder_name):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def require_files(task: str, *paths: Path) -> None:
+    for path in paths:
+        if not path.is_file():
+            raise TaskError(f"{task} needs {path}, which is missing (see --models)")
 
 
 def _normalise(text: str) -> str:
@@ -164,13 +182,18 @@ def imagenet_label_indices(file_names: list[str], labels: list[str]) -> dict[str
     return result
 
 
-TASKS = {"classification": ImageNetClassification}
+# Task name -> (module, class); detection and segmentation are imported only when asked for.
+TASKS = {
+    "classification": (__name__, "ImageNetClassification"),
+    "detection": (f"{__package__}.detection", "CocoDetection"),
+    "segmentation": (f"{__package__}.segmentation", "VocSegmentation"),
+}
 
 
 def make(name: str, models_dir: Path = MODELS_DIR) -> Task:
-    if name in ("detection", "segmentation"):
-        raise TaskError(f"the {name} task is not implemented yet")
-    try:
-        return TASKS[name](models_dir)
-    except KeyError:
-        raise TaskError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None
+    import importlib
+
+    if name not in TASKS:
+        raise TaskError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    module, class_name = TASKS[name]
+    return getattr(importlib.import_module(module), class_name)(models_dir)
