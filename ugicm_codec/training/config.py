@@ -20,6 +20,8 @@ class TrainConfig:
     # Stage 1: everything, alternating human and machine sessions of `session_steps` each.
     stage1_steps: int = 200_000
     lr: float = 3e-4
+    # Steps at which the stage-1 learning rate is divided by 10 (the usual late decay).
+    lr_milestones: list[int] = field(default_factory=lambda: [180_000])
     session_steps: int = 50
     # Stage 2: encoder, hyperprior and entropy model frozen; decoder fine-tuned.
     stage2_steps: int = 20_000

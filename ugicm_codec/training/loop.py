@@ -207,9 +207,17 @@ class Trainer:
         """Human (0) and machine (1) sessions alternate every ``session_steps`` steps."""
         return float((self.step // self.cfg.session_steps) % 2)
 
+    def learning_rate(self) -> float:
+        if self.stage == 2:
+            return self.cfg.stage2_lr
+        passed = sum(self.step >= m for m in self.cfg.lr_milestones)
+        return self.cfg.lr * 0.1**passed
+
     def train_step(self) -> dict:
         if self.step == self.cfg.stage1_steps and self.stage == 1:
             self._build_optimizers()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
         self.net.train()
         x, crops = self.data.next_batch()
         x = x.to(self.device)
@@ -232,7 +240,7 @@ class Trainer:
             terms["aux"] = aux.detach()
         self.step += 1
         record = {k: float(v.detach()) for k, v in terms.items()}
-        record.update(step=self.step, stage=self.stage, beta=beta)
+        record.update(step=self.step, stage=self.stage, beta=beta, lr=self.optimizer.param_groups[0]["lr"])
         return record
 
     # ------------------------------------------------------------------ validation
@@ -282,12 +290,12 @@ class Trainer:
             while self.step < target and not self._stop:
                 record = self.train_step()
                 for k, v in record.items():
-                    if isinstance(v, float) and k not in ("beta",):
+                    if isinstance(v, float) and k not in ("beta", "lr"):
                         running[k] = running.get(k, 0.0) + v
                 count += 1
                 if self.step % self.cfg.log_every == 0 or self.step == target:
                     avg = {k: round(v / count, 5) for k, v in running.items()}
-                    avg.update(step=self.step, stage=self.stage, kind="train",
+                    avg.update(step=self.step, stage=self.stage, kind="train", lr=record["lr"],
                                sec_per_step=round((time.time() - started) / count, 3))
                     self._log(avg)
                     running, count, started = {}, 0, time.time()
