@@ -157,8 +157,11 @@ class UGICM(CompressionModel):
     @torch.no_grad()
     def decompress_latent(self, y_string: bytes, z_string: bytes, z_shape) -> torch.Tensor:
         """Entropy-decodes ŷ' (CPU, exact). Independent of the preference."""
-        z_hat = self.entropy_bottleneck.decompress([z_string], tuple(z_shape))
+        zh, zw = z_shape
+        z_string = guard_stream(z_string, self.arch.N * zh * zw)
+        z_hat = self.entropy_bottleneck.decompress([z_string], (zh, zw))
         indexes, means = self.entropy_parameters(z_hat)
+        y_string = guard_stream(y_string, indexes.numel())
         return self.gaussian_conditional.decompress([y_string], indexes, means=means)
 
     @torch.no_grad()
@@ -199,6 +202,18 @@ def build_model(name: str) -> UGICM:
         return UGICM(ARCHITECTURES[name])
     except KeyError:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
+
+
+def guard_stream(stream: bytes, symbols: int) -> bytes:
+    """Appends zero bytes so CompressAI's rANS decoder can never read past the buffer.
+
+    That decoder has no bounds checks: on a crafted or damaged stream it keeps reading 32-bit
+    words for every remaining symbol, and a bypass-coded run can read up to about 16 bytes per
+    byte of stream first. Trailing zeros bound every such read (in zeros the decoder's state
+    drains and each symbol takes one word) and change nothing for a valid stream, which the
+    decoder never reads beyond.
+    """
+    return stream + bytes(32 * len(stream) + 8 * symbols + 4096)
 
 
 def bits_per_pixel(likelihoods: dict, num_pixels: int) -> torch.Tensor:
