@@ -108,7 +108,8 @@ VOC = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "c
 
 def test_voc_lookup():
     coco = {0: "unlabeled", 1: "person", 4: "motorcycle", 5: "airplane", 44: "bottle", 47: "cup",
-            63: "couch", 64: "potted plant", 67: "dining table", 72: "tv", 189: "table-merged", 199: "wall-other-merged"}
+            63: "couch", 64: "potted plant", 67: "dining table", 72: "tv", 189: "table-merged",
+            199: "wall-other-merged"}
     table = segmentation.voc_lookup(coco, VOC)
     expected = {0: segmentation.IGNORE, 1: VOC.index("person"), 4: VOC.index("motorbike"),
                 5: VOC.index("aeroplane"), 44: VOC.index("bottle"), 47: 0, 63: VOC.index("sofa"),

@@ -67,7 +67,9 @@ def _weights_model(weights) -> dict:
 @click.option("--prefer", "preferences", default="human,machine", show_default=True,
               help="Decode each ugicm file for these preferences: human, machine or numbers in [0, 1].")
 @click.option("--tasks", default="none", show_default=True,
-              help="Machine tasks scored on every decoded image: classification (ImageNet-named files).")
+              help="Machine tasks scored on every decoded image, comma-separated: classification "
+                   "(ImageNet-named files), detection (YOLO-format labels/), segmentation (masks/, or "
+                   "agreement with the prediction on the original).")
 @click.option("--weights", type=click.Path(exists=True, path_type=Path),
               help="Weights file or directory (default: the shipped model).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .shared import MODELS_DIR
-from .tasks import Task, TaskError, find_beside, require_files
+from .tasks import Task, TaskError, find_beside, require_files, require_module
 
 INPUT_SIDE = 416
 PAD_VALUE = 114
@@ -48,7 +48,7 @@ class CocoDetection(Task):
 
     def prepare(self, images: list[Path]) -> None:
         require_files(self.name, self.model_path)
-        _require_module(self.name, "pycocotools", "pycocotools")
+        require_module(self.name, "pycocotools", "pycocotools")
         n_classes = self._session_for_run().get_outputs()[0].shape[-1] - 5
         labels = find_beside(images, "labels")
         if labels is None:
@@ -78,21 +78,12 @@ class CocoDetection(Task):
 
     def _session_for_run(self):
         if self._session is None:
-            ort = _require_module(self.name, "onnxruntime", "onnxruntime")
+            ort = require_module(self.name, "onnxruntime", "onnxruntime")
             options = ort.SessionOptions()
             # One thread per worker, as for the other tasks: --jobs is how an evaluation goes wide.
             options.intra_op_num_threads = options.inter_op_num_threads = 1
             self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
         return self._session
-
-
-def _require_module(task: str, module: str, package: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise TaskError(f"{task} needs {module}: pip install {package}") from None
 
 
 # ------------------------------------------------------------------------- pre/post-processing

@@ -60,7 +60,11 @@ def parse_preferences(text: str) -> list[Preference]:
 
 
 def find_images(folder: Path, limit: int | None = None) -> list[Path]:
+    """The images directly in ``folder``, or in its ``images/`` subfolder (a dataset root laid out
+    as images/ beside labels/ and masks/)."""
     images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images and (folder / "images").is_dir():
+        return find_images(folder / "images", limit)
     return images[:limit] if limit else images
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .shared import MODELS_DIR
-from .tasks import Task, TaskError, _interpreter_class, find_beside, require_files
+from .tasks import Task, TaskError, find_beside, require_files, require_module, tflite_interpreter_class
 
 PAD_VALUE = 128
 IGNORE = 255  # label of pixels left out of the confusion matrix, as in VOC's own ground truth
@@ -53,7 +53,7 @@ class VocSegmentation(Task):
 
     def prepare(self, images: list[Path]) -> None:
         require_files(self.name, self.model_path, self.labels_path)
-        _interpreter_class(self.name)  # fails early when the runtime is not installed
+        tflite_interpreter_class(self.name)  # fails early when the runtime is not installed
         voc = read_voc_labels(self.labels_path)
         masks = find_beside(images, "masks")
         self.masks, self.lookup = {}, None
@@ -103,7 +103,7 @@ class VocSegmentation(Task):
 
     def _predict(self, rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         if self._interpreter is None:
-            self._interpreter = _interpreter_class(self.name)(model_path=str(self.model_path), num_threads=1)
+            self._interpreter = tflite_interpreter_class(self.name)(model_path=str(self.model_path), num_threads=1)
             self._interpreter.allocate_tensors()
         it = self._interpreter
         side = int(it.get_input_details()[0]["shape"][1])
@@ -161,8 +161,7 @@ def read_voc_labels(path: Path) -> list[str]:
 
 
 def read_mask_classes(path: Path) -> dict[int, str]:
-    import yaml
-
+    yaml = require_module("segmentation", "yaml", "pyyaml")
     try:
         classes = yaml.safe_load(path.read_text())["classes"]
         return {int(k): str(v) for k, v in classes.items()}

@@ -65,7 +65,7 @@ class ImageNetClassification(Task):
 
     def prepare(self, images: list[Path]) -> None:
         require_files(self.name, self.model_path, self.labels_path)
-        _interpreter_class(self.name)  # fails early when the runtime is not installed
+        tflite_interpreter_class(self.name)  # fails early when the runtime is not installed
         labels = self.labels_path.read_text().splitlines()
         self.truth = imagenet_label_indices([p.name for p in images], labels)
         if not self.truth:
@@ -89,7 +89,7 @@ class ImageNetClassification(Task):
         from PIL import Image
 
         if self._interpreter is None:
-            self._interpreter = _interpreter_class(self.name)(model_path=str(self.model_path), num_threads=1)
+            self._interpreter = tflite_interpreter_class(self.name)(model_path=str(self.model_path), num_threads=1)
             self._interpreter.allocate_tensors()
         h, w = rgb.shape[:2]
         ch, cw = round(h * self.central_fraction), round(w * self.central_fraction)
@@ -102,7 +102,7 @@ class ImageNetClassification(Task):
         return it.get_tensor(it.get_output_details()[0]["index"])[0]
 
 
-def _interpreter_class(task: str):
+def tflite_interpreter_class(task: str):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -123,6 +123,16 @@ def find_beside(images: list[Path], folder_name: str) -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+def require_module(task: str, module: str, package: str):
+    """The imported module, or a TaskError that says what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise TaskError(f"{task} needs {module}: pip install {package}") from None
 
 
 def require_files(task: str, *paths: Path) -> None:
