@@ -257,8 +257,8 @@ class Trainer:
             machine = self.model(x, lv, torch.ones_like(lv))
             mse = F.mse_loss(human["x_hat"].clamp(0, 1), x).item()
             bpp = bits_per_pixel(human["likelihoods"], x.size(2) * x.size(3)).mean().item()
-            sem_h = self.semantic._distance(x, human["x_hat"].clamp(0, 1)).mean().item()
-            sem_m = self.semantic._distance(x, machine["x_hat"].clamp(0, 1)).mean().item()
+            sem_h = self.semantic.distance(x, human["x_hat"].clamp(0, 1)).mean().item()
+            sem_m = self.semantic.distance(x, machine["x_hat"].clamp(0, 1)).mean().item()
             key = f"L{level:g}"
             record[key] = {
                 "bpp": round(bpp, 4),

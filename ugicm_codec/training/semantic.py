@@ -57,7 +57,7 @@ class SemanticLoss(nn.Module):
         self.instances = instances
         self.instance_size = instance_size
 
-    def _distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # The original's embedding is a fixed target: no gradient flows into it.
         with torch.no_grad():
             target = self.teacher(a)
@@ -67,12 +67,12 @@ class SemanticLoss(nn.Module):
                 proposals: list[list[tuple[int, int, int, int]]] | None = None) -> dict:
         """Per-sample terms. ``x`` and ``x_hat`` are Bx3xHxW in [0, 1]."""
         x_hat = x_hat.clamp(0, 1)
-        terms = {"sem_global": self._distance(x, x_hat)}
+        terms = {"sem_global": self.distance(x, x_hat)}
 
         h, w = x.shape[-2:]
         ch, cw = max(8, int(h * self.crop_fraction)), max(8, int(w * self.crop_fraction))
         top, left = random.randint(0, h - ch), random.randint(0, w - cw)
-        terms["sem_local"] = self._distance(
+        terms["sem_local"] = self.distance(
             x[..., top:top + ch, left:left + cw], x_hat[..., top:top + ch, left:left + cw]
         )
 
@@ -88,7 +88,7 @@ class SemanticLoss(nn.Module):
                     owner.append(i)
             per_sample = torch.zeros(x.size(0), device=x.device)
             if owner:
-                d = self._distance(torch.cat(originals), torch.cat(decoded))
+                d = self.distance(torch.cat(originals), torch.cat(decoded))
                 idx = torch.tensor(owner, device=x.device)
                 counts = torch.zeros_like(per_sample).index_add_(0, idx, torch.ones_like(d))
                 per_sample = per_sample.index_add(0, idx, d) / counts.clamp(min=1)
