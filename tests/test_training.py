@@ -31,7 +31,8 @@ def images(tmp_path_factory):
 def config(images, run_dir, **kw):
     values = dict(arch="ugicm-hp-tiny", train=[str(images)], val=str(images), run_dir=str(run_dir),
                   batch_size=2, crop=64, stage1_steps=4, stage2_steps=2, session_steps=2,
-                  val_every=3, val_images=2, checkpoint_every=2, log_every=1, threads=1, instances=1)
+                  val_every=3, val_images=2, checkpoint_every=2, log_every=1, threads=1, instances=1,
+                  machine_warmup_steps=0)
     values.update(kw)
     return TrainConfig(**values)
 
@@ -102,3 +103,12 @@ def test_clip_teacher_from_a_local_file(tmp_path):
     torch.save({"bogus": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(RuntimeError, match="not an open_clip state dict"):
         build_teacher("clip", tmp_path / "bad.pt")
+
+
+def test_machine_sessions_start_after_warmup(images, tmp_path):
+    trainer = Trainer(config(images, tmp_path, machine_warmup_steps=4, session_steps=1))
+    betas = []
+    for step in range(8):
+        trainer.step = step
+        betas.append(trainer.session_beta())
+    assert betas == [0, 0, 0, 0, 0, 1, 0, 1]

@@ -23,6 +23,10 @@ class TrainConfig:
     # Steps at which the stage-1 learning rate is divided by 10 (the usual late decay).
     lr_milestones: list[int] = field(default_factory=lambda: [180_000])
     session_steps: int = 50
+    # Human sessions only until this step: the semantic loss pulls the shared decoder against MSE
+    # while reconstructions are still poor, which slowed rate-distortion convergence several-fold
+    # in our CPU runs. A documented departure from the paper's schedule (0 disables it).
+    machine_warmup_steps: int = 30_000
     # Stage 2: encoder, hyperprior and entropy model frozen; decoder fine-tuned.
     stage2_steps: int = 20_000
     stage2_lr: float = 5e-5

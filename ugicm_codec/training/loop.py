@@ -204,7 +204,10 @@ class Trainer:
         return self.semantic(x, x_hat, proposals)
 
     def session_beta(self) -> float:
-        """Human (0) and machine (1) sessions alternate every ``session_steps`` steps."""
+        """Human (0) and machine (1) sessions alternate every ``session_steps`` steps, after the
+        human-only warm-up (stage 2 always alternates)."""
+        if self.stage == 1 and self.step < self.cfg.machine_warmup_steps:
+            return 0.0
         return float((self.step // self.cfg.session_steps) % 2)
 
     def learning_rate(self) -> float:
