@@ -163,5 +163,6 @@ def export(model, path: Path, half: bool = True) -> str:
         state[key] = value.contiguous()
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata={"architecture": model.arch.name})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return _sha256(path)
