@@ -155,9 +155,9 @@ def test_interrupted_batch_leaves_complete_outputs_and_resumes(tmp_path, sig):
 
     src = tmp_path / "in"
     src.mkdir()
-    big = Image.open(GOLDEN / "source.png").resize((640, 512))
-    for i in range(8):
-        big.rotate(i * 45).save(src / f"im{i}.png")
+    big = Image.open(GOLDEN / "source.png").resize((1280, 1024))
+    for i in range(24):  # enough work that the signal lands mid-batch on an idle machine
+        big.rotate(i * 15).save(src / f"im{i:02d}.png")
     out = tmp_path / "out"
     env = {**os.environ, "UGICM_WEIGHTS": TINY}
     cmd = [sys.executable, "-m", "ugicm_codec.cli", "encode", *sorted(map(str, src.glob("*.png"))), "-o", str(out)]
@@ -170,10 +170,10 @@ def test_interrupted_batch_leaves_complete_outputs_and_resumes(tmp_path, sig):
     assert proc.returncode == 130, err.decode()[-500:]
     assert "Traceback" not in err.decode()
     finished = list(out.glob("*.ugc"))
-    assert 1 <= len(finished) < 8
+    assert 1 <= len(finished) < 24
     for f in finished:
         container.parse(f.read_bytes())  # complete, valid files only
     assert not [p for p in out.iterdir() if p.suffix != ".ugc"]
     rerun = subprocess.run(cmd + ["--skip-existing"], env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert len(list(out.glob("*.ugc"))) == 8
+    assert len(list(out.glob("*.ugc"))) == 24
