@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .runner import ORIGINAL
+from .summary import task_metric_names
 
 
 def plot_curves(results: dict, out: Path) -> list[Path]:
@@ -20,7 +21,7 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
 
     written = []
     axes = [("psnr", "PSNR (dB)", "rate_psnr.png"), ("ms_ssim_db", "MS-SSIM (dB)", "rate_msssim.png")]
-    for task, metric in _task_metrics(results):
+    for task, metric in task_metric_names(results):
         axes.append((f"{task}.{metric}", f"{task} {metric}", f"rate_{task}_{metric}.png"))
     for key, label, file_name in axes:
         fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
@@ -83,12 +84,3 @@ def _value(point: dict, key: str):
         task, metric = key.split(".", 1)
         return point.get("tasks", {}).get(task, {}).get(metric)
     return point.get(key)
-
-
-def _task_metrics(results) -> list[tuple[str, str]]:
-    found = []
-    for points in results["curves"].values():
-        for p in points:
-            for task, figures in p.get("tasks", {}).items():
-                found += [(task, m) for m in figures if m != "n" and (task, m) not in found]
-    return found

@@ -141,7 +141,7 @@ def markdown(results: dict, bd_method: str = "cubic") -> str:
     if results["incomplete"]:
         lines += ["", "**Incomplete points** (left out of the BD tables): " + "; ".join(results["incomplete"])]
 
-    task_metrics = _task_metric_names(results)
+    task_metrics = task_metric_names(results)
     lines += ["", "## Averaged rate-distortion points", ""]
     header = ["curve", "setting", "bpp", "PSNR (dB)", "MS-SSIM", "MS-SSIM (dB)"] + [f"{t} {m}" for t, m in task_metrics]
     lines += _table_header(header)
@@ -197,7 +197,8 @@ def _bd_table(results, metric, method, value_key, fmt, notes) -> list[str]:
     return out
 
 
-def _task_metric_names(results) -> list[tuple[str, str]]:
+def task_metric_names(results) -> list[tuple[str, str]]:
+    """(task, metric) pairs present in any curve point, in order of appearance."""
     names = []
     for points in results["curves"].values():
         for p in points:
