@@ -112,3 +112,18 @@ def test_machine_sessions_start_after_warmup(images, tmp_path):
         trainer.step = step
         betas.append(trainer.session_beta())
     assert betas == [0, 0, 0, 0, 0, 1, 0, 1]
+
+
+def test_start_from_a_model_state(images, tmp_path):
+    """What scripts/pack_for_device.py carries: the model alone, float16, with its step."""
+    import torch
+
+    first = Trainer(config(images, tmp_path / "a", stage1_steps=2, stage2_steps=0))
+    first.run()
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in first.model.state_dict().items()}
+    torch.save({"model": half, "step": first.step}, tmp_path / "model.pt")
+    second = Trainer(config(images, tmp_path / "b", init=str(tmp_path / "model.pt")))
+    assert second.start().startswith("initialised") and second.step == 2
+    w = second.model.g_a[0].weight
+    assert torch.allclose(w, first.model.g_a[0].weight, atol=1e-3)
+    assert second.run() == 6

@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
             overrides[key] = value
     cfg = TrainConfig.load(path, overrides)
     trainer = Trainer(cfg, reporter=lambda r: print(json.dumps(r), flush=True))
-    trainer.resume()
+    print(trainer.start(), file=sys.stderr, flush=True)
     trainer.run()
     return 0
 

@@ -29,12 +29,14 @@ import click
 @click.option("--seed", type=int)
 @click.option("--max-steps", type=int, help="Stop after this many more steps (the run can be resumed).")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint in the run directory.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False),
+              help="Model state to start from when the run directory has no checkpoint.")
 @click.option("--val-every", type=int)
 @click.option("--checkpoint-every", type=int)
 @click.option("--log-every", type=int)
 def train(config, run_dir, train_dirs, val, arch, stage1_steps, stage2_steps, batch_size, crop, lr,
           semantic_weight, no_semantic, teacher, teacher_weights, device, threads, seed, max_steps,
-          fresh, val_every, checkpoint_every, log_every):
+          fresh, init, val_every, checkpoint_every, log_every):
     """Train the codec with the two-stage UG-ICM schedule from folders of images.
 
     Settings come from CONFIG (TOML, see configs/default.toml), then from the options. A run
@@ -48,7 +50,7 @@ def train(config, run_dir, train_dirs, val, arch, stage1_steps, stage2_steps, ba
                      stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_size=batch_size,
                      crop=crop, lr=lr, semantic_weight=semantic_weight, teacher=teacher,
                      teacher_weights=teacher_weights, device=device, threads=threads, seed=seed,
-                     val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every,
+                     val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every, init=init,
                      semantic=False if no_semantic else None)
     try:
         cfg = TrainConfig.load(config, overrides)
@@ -63,8 +65,7 @@ def train(config, run_dir, train_dirs, val, arch, stage1_steps, stage2_steps, ba
         sys.exit(1)
     if fresh:
         trainer.checkpoint_path().unlink(missing_ok=True)
-    elif trainer.resume():
-        show.line(f"resumed from {trainer.checkpoint_path()} at step {trainer.step}")
+    show.line(trainer.start())
     show.start(trainer.step)
     try:
         step = trainer.run(max_steps=max_steps)

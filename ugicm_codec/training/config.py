@@ -14,6 +14,8 @@ class TrainConfig:
     train: list[str] = field(default_factory=lambda: ["../shared/data/train"])
     val: str = "../shared/data/val"
     run_dir: str = "~/.cache/ugicm/runs/default"
+    # Model state to start from when run_dir has no checkpoint (scripts/pack_for_device.py).
+    init: str | None = None
     seed: int = 0
     batch_size: int = 8
     crop: int = 128

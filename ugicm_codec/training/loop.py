@@ -168,6 +168,23 @@ class Trainer:
         self.data.set_state((rng[0], tuple(rng[1]), rng[2]))
         return True
 
+    def initialise(self, path: str | Path) -> None:
+        """Starts from a model state alone (no optimizer state), keeping its step count so the
+        schedule (warm-up, stages) continues where that model was."""
+        state = torch.load(Path(path).expanduser(), map_location=self.device, weights_only=True)
+        self.model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state["model"].items()})
+        self.step = int(state.get("step", 0))
+        self._build_optimizers()
+
+    def start(self) -> str:
+        """Resumes the run directory's checkpoint, else starts from ``init``, else from scratch."""
+        if self.resume():
+            return f"resumed from {self.checkpoint_path()} at step {self.step}"
+        if self.cfg.init:
+            self.initialise(self.cfg.init)
+            return f"initialised from {self.cfg.init} at step {self.step}"
+        return "started from scratch"
+
     # ------------------------------------------------------------------ one step
     def _losses(self, x: torch.Tensor, crops: np.ndarray, beta: float) -> dict:
         cfg, b = self.cfg, x.size(0)
