@@ -26,6 +26,8 @@ from compressai.ops import quantize_ste
 from .layers import ExactStack, PreferenceBias, PreferenceEmbedding, RateGain
 
 # CompressAI's MSE lambdas for its quality 1..6 (plus one below and one above), on 0-255 scale.
+SCALE_TABLE_LEVELS = 256
+
 DEFAULT_LAMBDAS = (0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932)
 
 
@@ -185,9 +187,11 @@ class UGICM(CompressionModel):
         return self
 
     def update(self, scale_table=None, force=False, update_quantiles=False):
-        return super().update(
-            scale_table if scale_table is not None else get_scale_table(), force, update_quantiles
-        )
+        # 256 scales rather than CompressAI's 64: rounding σ up to the next tabulated scale cost
+        # 3-5 % over the likelihood estimate with 64, about 1 % with 256 (3 MB of tables).
+        if scale_table is None:
+            scale_table = get_scale_table(levels=SCALE_TABLE_LEVELS)
+        return super().update(scale_table, force, update_quantiles)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
