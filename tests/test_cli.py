@@ -177,3 +177,13 @@ def test_interrupted_batch_leaves_complete_outputs_and_resumes(tmp_path, sig):
     rerun = subprocess.run(cmd + ["--skip-existing"], env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert len(list(out.glob("*.ugc"))) == 24
+
+
+def test_outputs_get_ordinary_permissions(run, tmp_path):
+    out = tmp_path / "perm.ugc"
+    old = os.umask(0o022)
+    try:
+        assert run("encode", GOLDEN / "source.png", "-q", "80", "-o", out, "--quiet").exit_code == 0
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644

@@ -155,7 +155,7 @@ def _common(f):
     f = click.option("--threads", type=click.IntRange(1, 256), help="CPU threads for torch.")(f)
     f = click.option("--max-pixels", type=click.IntRange(1), default=container.DEFAULT_MAX_PIXELS,
                      show_default=True, help="Refuse images larger than this many pixels.")(f)
-    f = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")(f)
+    f = click.option("--quiet", is_flag=True, help="Print nothing but errors.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print one JSON line of stats per file.")(f)
     f = click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
                      help="Worker processes for several files (each loads the model once).")(f)
@@ -167,7 +167,7 @@ def _common(f):
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file, directory (several inputs), or - for stdout. "
               "Default: next to each input, with suffix .ugc.")
-@click.option("-Q", "--quality", type=click.FloatRange(0, 100), default=None,
+@click.option("-q", "--quality", type=click.FloatRange(0, 100), default=None,
               help="Quality from 0 to 100, continuous (default 60).")
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True),
               help="Search the continuous rate for the largest file within this many bits per pixel.")

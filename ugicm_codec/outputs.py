@@ -10,6 +10,8 @@ from pathlib import Path
 from .errors import OutputError, UgicmError
 
 STDIO = "-"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def read_input(name: str) -> bytes:
@@ -29,6 +31,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the permissions any new file would get.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
