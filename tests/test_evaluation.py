@@ -94,6 +94,20 @@ def test_eval_bad_input_is_one_line(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_eval_reads_a_dataset_root_with_images_folder(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "set" / "images").mkdir(parents=True)
+    (tmp_path / "set" / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "set" / "images" / "a.png")
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "set"), "--out", str(tmp_path / "o"), "--qualities",
+                                       "none", "--baselines", "jpeg", "--baseline-qualities", "50"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "o" / "records.jsonl").read_text().splitlines()[0])
+    assert record["image"] == "a.png" and record["bpp"] > 0
+
+
 # --------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
@@ -171,3 +185,23 @@ def test_bench_writes_json(tmp_path):
     assert row["codec"] == "jpeg" and row["device"] == "cpu" and row["image"].endswith("kodim01.png")
     assert row["encode_s"] > 0 and row["decode_s"] > 0 and row["peak_rss_mib"] > 0
     assert row["bpp"] == pytest.approx(row["bytes"] * 8 / (row["width"] * row["height"]))
+
+
+def test_task_metric_at_matched_rate():
+    from ugicm_codec.evaluation.summary import interpolate_at_rate, matched_task_table
+
+    def point(bpp, top1, setting="q"):
+        return {"setting": setting, "bpp": bpp, "tasks": {"classification": {"top1": top1, "n": 4}}}
+
+    webp = [point(0.2, 0.40), point(0.8, 0.70)]
+    top1 = lambda p: p["tasks"]["classification"]["top1"]  # noqa: E731
+    # Halfway in log-rate between 0.2 and 0.8 is 0.4: halfway in value.
+    assert interpolate_at_rate(webp, top1, 0.4) == pytest.approx(0.55)
+    assert interpolate_at_rate(webp, top1, 0.1) is None  # never extrapolated
+    curves = {"ugicm/human": [point(0.4, 0.50, "q0"), point(1.0, 0.80, "q50")],
+              "ugicm/machine": [point(0.4, 0.56, "q0"), point(1.0, 0.81, "q50")],
+              "webp": webp}
+    rows = matched_task_table(curves)
+    assert [(r["setting"], r["human"], r["machine"]) for r in rows] == [("q0", 0.50, 0.56), ("q50", 0.80, 0.81)]
+    assert rows[0]["baselines"]["webp"] == pytest.approx(0.55)
+    assert rows[1]["baselines"]["webp"] is None

@@ -127,3 +127,15 @@ def test_start_from_a_model_state(images, tmp_path):
     w = second.model.g_a[0].weight
     assert torch.allclose(w, first.model.g_a[0].weight, atol=1e-3)
     assert second.run() == 6
+
+
+def test_stage2_preference_modules_learn_faster(images, tmp_path):
+    trainer = Trainer(config(images, tmp_path, stage1_steps=0, stage2_steps=1, stage2_lr=1e-4,
+                             stage2_preference_lr_scale=10.0))
+    trainer.train_step()
+    lr_of = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    m = trainer.model
+    assert lr_of[id(m.g_s.biases[0].proj.weight)] == pytest.approx(1e-3)
+    assert lr_of[id(m.preference.mlp[0].weight)] == pytest.approx(1e-3)
+    assert lr_of[id(m.g_s.upsamples[0].weight)] == pytest.approx(1e-4)
+    assert id(m.g_a[0].weight) not in lr_of  # frozen in stage 2

@@ -84,7 +84,7 @@ def _weights_model(weights) -> dict:
 @click.option("--bd-method", type=click.Choice(BD_METHODS), default="cubic", show_default=True,
               help="Interpolation in results.md's BD tables (results.json has both).")
 @click.option("--save-bitstreams", is_flag=True, help="Keep every encoded file under OUT/bitstreams/.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and the result paths.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors and the result paths.")
 def eval_command(folder, out, qualities, baselines, baseline_qualities, preferences, tasks, weights, device, threads, jobs,
                  limit, anchors, models, bd_method, save_bitstreams, quiet):
     """Rate-distortion evaluation of ugicm and classic codecs on a folder of images.
@@ -150,7 +150,8 @@ def eval_command(folder, out, qualities, baselines, baseline_qualities, preferen
     except TaskError as e:
         _fail(str(e), EXIT_USAGE)
 
-    plan = EvalPlan(folder=folder, out=out, images=images, qualities=quality_list, preferences=prefs,
+    # The images' own folder: a dataset root holds them in images/, beside labels/ and masks/.
+    plan = EvalPlan(folder=images[0].parent, out=out, images=images, qualities=quality_list, preferences=prefs,
                     baselines=baseline_names, baseline_qualities=ladder or None, tasks=task_objects, model=model,
                     device=device, threads=threads, jobs=jobs, save_bitstreams=save_bitstreams,
                     anchors_dir=anchors or KODAK_ANCHORS_DIR)

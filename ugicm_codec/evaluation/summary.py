@@ -119,7 +119,41 @@ def build_results(plan: EvalPlan, records: dict) -> dict:
         "incomplete": incomplete,
         "anchors": anchors,
         "bd": bd_comparisons(curves, anchors, n),
+        "matched": matched_task_table(curves),
     }
+
+
+def interpolate_at_rate(points: list[dict], value, bpp: float) -> float | None:
+    """A curve's value at ``bpp``, linear in log-rate between its two neighbouring points; None
+    outside the curve's measured range (no extrapolation)."""
+    xy = sorted((p["bpp"], value(p)) for p in points if p.get("bpp") and value(p) is not None)
+    for (x0, y0), (x1, y1) in zip(xy, xy[1:]):
+        if x0 <= bpp <= x1:
+            t = 0.0 if x1 == x0 else (np.log(bpp) - np.log(x0)) / (np.log(x1) - np.log(x0))
+            return float(y0 + t * (y1 - y0))
+    return None
+
+
+def matched_task_table(curves: dict[str, list[dict]]) -> list[dict]:
+    """Every downstream-task metric at each ugicm rate point: the human and machine decodes of the
+    same files, and each baseline read off its own curve at that same bpp."""
+    human, machine = curves.get(f"{UGICM}/human"), curves.get(f"{UGICM}/machine")
+    if not human or not machine:
+        return []
+    baselines = {c: pts for c, pts in curves.items() if "/" not in c and c != ORIGINAL}
+    rows = []
+    for h, m in zip(human, machine):
+        for task, metric_values in h.get("tasks", {}).items():
+            for metric, value in metric_values.items():
+                if metric == "n":
+                    continue
+                pick = lambda p, t=task, k=metric: p.get("tasks", {}).get(t, {}).get(k)  # noqa: E731
+                rows.append({
+                    "setting": h["setting"], "bpp": h["bpp"], "task": task, "metric": metric,
+                    "human": value, "machine": pick(m),
+                    "baselines": {c: interpolate_at_rate(pts, pick, h["bpp"]) for c, pts in baselines.items()},
+                })
+    return rows
 
 
 # ------------------------------------------------------------------------------- markdown
@@ -151,6 +185,8 @@ def markdown(results: dict, bd_method: str = "cubic") -> str:
                      _num(p.get("ms_ssim_db"), 2)]
             cells += [_num(p["tasks"].get(t, {}).get(m), 4) for t, m in task_metrics]
             lines.append("| " + " | ".join(cells) + " |")
+
+    lines += _matched_table(results)
 
     notes: dict[str, int] = {}
     for metric, axis in QUALITY_AXES.items():
@@ -195,6 +231,33 @@ def _bd_table(results, metric, method, value_key, fmt, notes) -> list[str]:
                 cells.append(fmt.format(r[value_key]))
         out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def _matched_table(results) -> list[str]:
+    rows = results.get("matched") or []
+    if not rows:
+        return []
+    baselines = sorted({c for r in rows for c in r["baselines"]})
+    lines = ["", "## Machine tasks at matched rate", "",
+             "Human and machine decodes of the same files at each ugicm setting; each baseline read off "
+             "its own curve at that bpp (linear in log-rate, – outside its measured range). "
+             "The last rows per metric average over the settings where every column has a value.", ""]
+    lines += _table_header(["task metric", "setting", "bpp", "human", "machine", "machine − human"] + baselines)
+    for key in dict.fromkeys((r["task"], r["metric"]) for r in rows):
+        group = [r for r in rows if (r["task"], r["metric"]) == key]
+        for r in group:
+            delta = None if r["machine"] is None or r["human"] is None else r["machine"] - r["human"]
+            lines.append("| " + " | ".join([f"{key[0]} {key[1]}", r["setting"], _num(r["bpp"], 3), _num(r["human"], 4),
+                                            _num(r["machine"], 4), _num(delta, 4)]
+                                           + [_num(r["baselines"].get(c), 4) for c in baselines]) + " |")
+        full = [r for r in group if r["human"] is not None and r["machine"] is not None]
+        if full:
+            mean = lambda f: float(np.mean([f(r) for r in full]))  # noqa: E731
+            lines.append("| " + " | ".join([f"{key[0]} {key[1]}", f"mean of {len(full)}", "",
+                                            _num(mean(lambda r: r["human"]), 4), _num(mean(lambda r: r["machine"]), 4),
+                                            _num(mean(lambda r: r["machine"] - r["human"]), 4)]
+                                           + ["" for _ in baselines]) + " |")
+    return lines
 
 
 def task_metric_names(results) -> list[tuple[str, str]]:

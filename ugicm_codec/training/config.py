@@ -32,6 +32,10 @@ class TrainConfig:
     # Stage 2: encoder, hyperprior and entropy model frozen; decoder fine-tuned.
     stage2_steps: int = 20_000
     stage2_lr: float = 5e-5
+    # In stage 2 the PCDM (preference embedding and per-block bias projections) learns this many
+    # times faster than the rest of the decoder: it starts from zero and is the only part that
+    # differs between beta=0 and beta=1, so at stage2_lr alone the two decodes stay close.
+    stage2_preference_lr_scale: float = 10.0
     # Relative weight of L_sem against the 255²-scaled MSE (the paper leaves the scaling implicit).
     semantic_weight: float = 200.0
     semantic: bool = True  # False: the ablation, beta=1 trained on MSE only
@@ -45,6 +49,9 @@ class TrainConfig:
     # on an AVX2-only CPU it is emulated and made a step 10x slower here.
     mixed_precision: str = "auto"
     channels_last: bool = True
+    # torch.compile of the training forward/backward: 12% faster per step on this 2-core CPU
+    # (0.47 s -> 0.42 s, batch 4 of 128²), after about a minute of compiling at start.
+    compile: bool = False
     # Bookkeeping.
     val_every: int = 1000
     val_images: int = 8

@@ -102,9 +102,18 @@ class Trainer:
             for module in frozen:
                 module.requires_grad_(False)
             m.rate.log_gain.requires_grad_(False)
-        params = [p for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
+        trainable = [(n, p) for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
         aux = [p for n, p in m.named_parameters() if n.endswith(".quantiles")]
-        self.optimizer = torch.optim.Adam(params, lr=self.cfg.stage2_lr if stage2 else self.cfg.lr)
+        if stage2:
+            is_pcdm = lambda n: n.startswith(("preference.", "g_s.biases."))  # noqa: E731
+            groups = [
+                {"params": [p for n, p in trainable if not is_pcdm(n)], "lr_scale": 1.0},
+                {"params": [p for n, p in trainable if is_pcdm(n)],
+                 "lr_scale": self.cfg.stage2_preference_lr_scale},
+            ]
+        else:
+            groups = [{"params": [p for _, p in trainable], "lr_scale": 1.0}]
+        self.optimizer = torch.optim.Adam(groups, lr=self.cfg.stage2_lr if stage2 else self.cfg.lr)
         self.aux_optimizer = torch.optim.Adam(aux, lr=1e-3)
         self.net = m
         if self.world > 1:
@@ -112,6 +121,9 @@ class Trainer:
                 m, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
+        if self.cfg.compile:
+            # Validation and checkpoints use self.model; only the training step goes through this.
+            self.net = torch.compile(self.net)
 
     def _use_bf16(self) -> bool:
         setting = str(self.cfg.mixed_precision).lower()
@@ -237,7 +249,7 @@ class Trainer:
         if self.step == self.cfg.stage1_steps and self.stage == 1:
             self._build_optimizers()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate()
+            group["lr"] = self.learning_rate() * group.get("lr_scale", 1.0)
         self.net.train()
         x, crops = self.data.next_batch()
         x = x.to(self.device)
