@@ -1,9 +1,12 @@
 """Exports a training checkpoint as the shipped weights and records it in weights/manifest.json.
 
-    python scripts/export_weights.py ~/.cache/ugicm/runs/main/last.pt [--kodak results.json]
+    python scripts/export_weights.py ~/.cache/ugicm/runs/main/last.pt
+    ugicm eval ../shared/data/kodak --out runs/eval-kodak --qualities 0,25,50,75,100
+    python scripts/export_weights.py ~/.cache/ugicm/runs/main/last.pt --kodak runs/eval-kodak/results.json
 
 The manifest keeps what a user needs to trust the file: its SHA-256, the architecture, the
-training steps and data, the teacher, and (with --kodak) the Kodak figures measured on it.
+training steps and data, the teacher, and (with --kodak) the Kodak figures measured on it. The
+export is deterministic, so the second run writes the same file and only adds the figures.
 """
 
 from __future__ import annotations
@@ -21,11 +24,34 @@ from ugicm_codec.weights import MANIFEST, export
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def kodak_figures(results: dict, digest: str) -> dict:
+    """The manifest's summary of an eval run on Kodak: every point of both decodes and the human
+    decode's BD-rates. Refused unless the run measured exactly these weights."""
+    measured = (results.get("ugicm") or {}).get("weights_sha256")
+    if measured != digest:
+        raise SystemExit(f"--kodak: that evaluation measured weights {str(measured)[:16]}…, not {digest[:16]}…")
+    if not results.get("kodak"):
+        raise SystemExit("--kodak: that evaluation is not of the 24 Kodak images")
+    machine = {p["setting"]: p for p in results["curves"]["ugicm/machine"]}
+    return {
+        "measured": results["created"],
+        "points": [{"quality": p["quality"], "bpp": round(p["bpp"], 4), "psnr": round(p["psnr"], 3),
+                    "ms_ssim": round(p["ms_ssim"], 5), "machine_psnr": round(machine[p["setting"]]["psnr"], 3)}
+                   for p in results["curves"]["ugicm/human"]],
+        "bd_rate_psnr_percent": {
+            f"{r['reference']} ({r['reference_kind']})": round(r["bd_rate_percent"], 1)
+            for r in results["bd"]
+            if r["test"] == "ugicm/human" and r["metric"] == "psnr" and r["method"] == "cubic"
+            and r["bd_rate_percent"] is not None and r["reference"] != "ugicm/machine"},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "weights")
-    parser.add_argument("--kodak", type=Path, help="JSON of measured Kodak figures to record")
+    parser.add_argument("--kodak", type=Path,
+                        help="results.json of `ugicm eval` on Kodak with these weights: its figures are recorded")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
 
@@ -57,7 +83,7 @@ def main() -> None:
         "note": args.note,
     }
     if args.kodak:
-        entry["kodak"] = json.loads(args.kodak.read_text())
+        entry["kodak"] = kodak_figures(json.loads(args.kodak.read_text()), digest)
     manifest["default"] = cfg["arch"]
     manifest["models"][cfg["arch"]] = entry
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
