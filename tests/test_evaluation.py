@@ -205,3 +205,5 @@ def test_task_metric_at_matched_rate():
     assert [(r["setting"], r["human"], r["machine"]) for r in rows] == [("q0", 0.50, 0.56), ("q50", 0.80, 0.81)]
     assert rows[0]["baselines"]["webp"] == pytest.approx(0.55)
     assert rows[1]["baselines"]["webp"] is None
+    machine_only = matched_task_table({"ugicm/machine": curves["ugicm/machine"]})
+    assert [(r["human"], r["machine"]) for r in machine_only] == [(None, 0.56), (None, 0.81)]

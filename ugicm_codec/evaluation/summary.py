@@ -137,21 +137,21 @@ def interpolate_at_rate(points: list[dict], value, bpp: float) -> float | None:
 def matched_task_table(curves: dict[str, list[dict]]) -> list[dict]:
     """Every downstream-task metric at each ugicm rate point: the human and machine decodes of the
     same files, and each baseline read off its own curve at that same bpp."""
-    human, machine = curves.get(f"{UGICM}/human"), curves.get(f"{UGICM}/machine")
-    if not human or not machine:
-        return []
+    by_setting = {pref: {p["setting"]: p for p in curves.get(f"{UGICM}/{pref}", [])} for pref in ("human", "machine")}
+    points = list({**by_setting["machine"], **by_setting["human"]}.values())
     baselines = {c: pts for c, pts in curves.items() if "/" not in c and c != ORIGINAL}
     rows = []
-    for h, m in zip(human, machine):
-        for task, metric_values in h.get("tasks", {}).items():
-            for metric, value in metric_values.items():
+    for point in points:
+        for task, metric_values in point.get("tasks", {}).items():
+            for metric in metric_values:
                 if metric == "n":
                     continue
-                pick = lambda p, t=task, k=metric: p.get("tasks", {}).get(t, {}).get(k)  # noqa: E731
+                pick = lambda p, t=task, k=metric: None if p is None else p.get("tasks", {}).get(t, {}).get(k)  # noqa: E731
                 rows.append({
-                    "setting": h["setting"], "bpp": h["bpp"], "task": task, "metric": metric,
-                    "human": value, "machine": pick(m),
-                    "baselines": {c: interpolate_at_rate(pts, pick, h["bpp"]) for c, pts in baselines.items()},
+                    "setting": point["setting"], "bpp": point["bpp"], "task": task, "metric": metric,
+                    "human": pick(by_setting["human"].get(point["setting"])),
+                    "machine": pick(by_setting["machine"].get(point["setting"])),
+                    "baselines": {c: interpolate_at_rate(pts, pick, point["bpp"]) for c, pts in baselines.items()},
                 })
     return rows
 
