@@ -43,11 +43,12 @@ def task_rows(results: dict, ablation: dict | None) -> None:
     header += ["WebP at same bpp", "original"]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
-    for r in results["matched"]:
+    for r in sorted(results["matched"], key=lambda r: (r["task"], r["metric"])):  # stable: settings stay in order
         fmt = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
         key = (r["task"], r["metric"], r["setting"])
         cells = [f"{r['task']} {r['metric']}", r["setting"].lstrip("q"), f"{r['bpp']:.3f}", fmt(r["human"]),
-                 fmt(r["machine"]), f"{100 * (r['machine'] - r['human']):+.1f}"]
+                 fmt(r["machine"]),
+                 "–" if None in (r["machine"], r["human"]) else f"{100 * (r['machine'] - r['human']):+.1f}"]
         cells += [fmt(ablated.get(key))] if ablation else []
         cells += [fmt(r["baselines"].get("webp")), fmt(original.get(r["task"], {}).get(r["metric"]))]
         print("| " + " | ".join(cells) + " |")
