@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from compressai.layers import GDN
 
 
 class PreferenceEmbedding(nn.Module):
@@ -37,6 +38,21 @@ class PreferenceEmbedding(nn.Module):
         angles = beta * self.frequencies
         features = torch.cat([beta, torch.sin(angles), torch.cos(angles)], dim=1)
         return self.mlp(features)
+
+
+class ThreadInvariantGDN(GDN):
+    """CompressAI's GDN / inverse GDN, with its 1×1 normalisation convolution computed as a matrix
+    product: same parameters, same maths. oneDNN's 1×1 convolution splits the channel sum
+    differently with 1 and 2 threads (measured here: 1-ulp differences that flipped a decoded
+    pixel), while the GEMM only partitions its output, so the decoder gives the same bits for any
+    thread count. Used in the synthesis transform, where decodes must be reproducible."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma)
+        norm = torch.matmul(gamma, (x * x).reshape(n, c, h * w)).reshape(n, c, h, w) + beta[:, None, None]
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
 class PreferenceBias(nn.Module):

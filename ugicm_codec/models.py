@@ -23,7 +23,7 @@ from compressai.models.base import CompressionModel, get_scale_table
 from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 
-from .layers import ExactStack, PreferenceBias, PreferenceEmbedding, RateGain
+from .layers import ExactStack, PreferenceBias, PreferenceEmbedding, RateGain, ThreadInvariantGDN
 
 # CompressAI's MSE lambdas for its quality 1..6 (plus one below and one above), on 0-255 scale.
 SCALE_TABLE_LEVELS = 256
@@ -41,7 +41,7 @@ class PreferenceSynthesis(nn.Module):
         out_channels = [N, N, N, 3]
         self.biases = nn.ModuleList(PreferenceBias(embed_dim, c) for c in in_channels)
         self.upsamples = nn.ModuleList(deconv(i, o) for i, o in zip(in_channels, out_channels))
-        self.igdns = nn.ModuleList(GDN(N, inverse=True) for _ in range(3))
+        self.igdns = nn.ModuleList(ThreadInvariantGDN(N, inverse=True) for _ in range(3))
 
     def forward(self, y_hat: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         h = y_hat
