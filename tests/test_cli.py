@@ -161,7 +161,10 @@ def test_interrupted_batch_leaves_complete_outputs_and_resumes(tmp_path, sig):
     out = tmp_path / "out"
     env = {**os.environ, "UGICM_WEIGHTS": TINY}
     cmd = [sys.executable, "-m", "ugicm_codec.cli", "encode", *sorted(map(str, src.glob("*.png"))), "-o", str(out)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    # A shell starts background jobs with SIGINT ignored, and the child would inherit that (Python
+    # keeps an ignored SIGINT ignored): give it the default, as a terminal's Ctrl-C finds it.
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("*.ugc")):
         time.sleep(0.05)
