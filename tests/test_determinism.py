@@ -81,3 +81,20 @@ def test_default_model_decode_thread_independent(default_codec, source_image, si
     finally:
         torch.set_num_threads(threads)
     assert np.array_equal(one, two)
+
+
+def test_scale_indexes_match_compressai(tiny_codec):
+    """entropy_parameters' binary search gives CompressAI's build_indexes integers, edges included."""
+    gc = tiny_codec.model.gaussian_conditional
+    table = gc.scale_table.float()
+    torch.manual_seed(0)
+    scales = torch.cat([torch.exp(torch.randn(50000) * 3), table, table * (1 + 1e-7), table * (1 - 1e-7),
+                        torch.tensor([0.0, -1.0, 1e9])]).reshape(1, 1, -1, 1)
+    z_hat = torch.zeros(1, tiny_codec.model.arch.N, 1, 1)
+    model, exact = tiny_codec.model, tiny_codec.model.exact_h_s
+    try:  # route known scales through entropy_parameters' own index computation
+        model.exact_h_s = lambda _: torch.cat([scales, torch.zeros_like(scales)], 1).double()
+        indexes, _ = model.entropy_parameters(z_hat)
+    finally:
+        model.exact_h_s = exact
+    assert torch.equal(indexes, gc.build_indexes(scales))

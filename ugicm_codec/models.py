@@ -126,7 +126,12 @@ class UGICM(CompressionModel):
         """(indexes, means) of y' from ẑ, bit-exact on any machine (CPU, float64 fixed point)."""
         params = self.exact_h_s(z_hat)
         scales, means = params.float().chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        gc = self.gaussian_conditional
+        # CompressAI's build_indexes counts table entries >= σ in a Python loop, one pass per level
+        # (0.1 s per Kodak image with 256 levels); a binary search gives the same integers: the
+        # number of entries (all but the last) strictly below σ.
+        table = gc.scale_table[:-1].to(scales.device, scales.dtype)
+        indexes = torch.searchsorted(table, gc.lower_bound_scale(scales).contiguous()).int()
         return indexes, means
 
     @torch.no_grad()
