@@ -130,12 +130,64 @@ def test_start_from_a_model_state(images, tmp_path):
 
 
 def test_stage2_preference_modules_learn_faster(images, tmp_path):
-    trainer = Trainer(config(images, tmp_path, stage1_steps=0, stage2_steps=1, stage2_lr=1e-4,
-                             stage2_preference_lr_scale=10.0))
+    trainer = Trainer(config(images, tmp_path, arch="ugicm-hpr-tiny", stage1_steps=0,
+                             stage2_steps=1, stage2_lr=1e-4, stage2_preference_lr_scale=10.0))
     trainer.train_step()
     lr_of = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
     m = trainer.model
     assert lr_of[id(m.g_s.biases[0].proj.weight)] == pytest.approx(1e-3)
+    assert lr_of[id(m.g_s.residuals[1].bias.proj.weight)] == pytest.approx(1e-3)
+    assert lr_of[id(m.g_s.residuals[1].conv2.weight)] == pytest.approx(1e-4)
     assert lr_of[id(m.preference.mlp[0].weight)] == pytest.approx(1e-3)
     assert lr_of[id(m.g_s.upsamples[0].weight)] == pytest.approx(1e-4)
     assert id(m.g_a[0].weight) not in lr_of  # frozen in stage 2
+
+
+def test_stage2_machine_sessions_move_only_the_pcdm(images, tmp_path):
+    import torch
+
+    trainer = Trainer(config(images, tmp_path, arch="ugicm-hpr-tiny", stage1_steps=0, stage2_steps=4,
+                             session_steps=1, semantic=False))
+    pcdm = trainer.model.preference_parameter_names(residual=False)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.step = 1  # a machine session (odd session index)
+    assert trainer.train_step()["beta"] == 1.0
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and moved <= pcdm
+    assert trainer.train_step()["beta"] == 0.0  # a human session moves the rest of the decoder
+    assert any(n.startswith("g_s.upsamples") and not torch.equal(p, before[n])
+               for n, p in trainer.model.named_parameters())
+
+
+def test_grow_residual_pcdm_from_a_smaller_model(images, tmp_path):
+    """ugicm-hpr-* starts from ugicm-hp-* weights and decodes exactly as they did; the reverse,
+    which would drop trained weights, is refused."""
+    import torch
+
+    small = Trainer(config(images, tmp_path / "a", stage1_steps=2, stage2_steps=0))
+    small.run()
+    torch.save({"model": small.model.state_dict(), "step": small.step}, tmp_path / "small.pt")
+    grown = Trainer(config(images, tmp_path / "b", arch="ugicm-hpr-tiny", init=str(tmp_path / "small.pt")))
+    assert "new PCDM tensors" in grown.start()
+    x, level = torch.rand(1, 3, 64, 64), torch.tensor([2.0])
+    small.model.eval(), grown.model.eval()
+    with torch.no_grad():
+        for beta in (0.0, 1.0):
+            b = torch.tensor([beta])
+            assert torch.equal(small.model(x, level, b)["x_hat"], grown.model(x, level, b)["x_hat"])
+    torch.save({"model": grown.model.state_dict(), "step": 2}, tmp_path / "big.pt")
+    with pytest.raises(ValueError, match="does not fit"):
+        Trainer(config(images, tmp_path / "c", init=str(tmp_path / "big.pt"))).start()
+
+
+def test_stage2_semantic_loss_is_not_weighted_by_rate(images, tmp_path, monkeypatch):
+    import torch
+
+    trainer = Trainer(config(images, tmp_path, stage1_steps=0, stage2_steps=2, stage2_semantic_weight=3.0))
+    trainer.stage = 2
+    x, crops = trainer.data.next_batch()
+    for level in (0.0, trainer.model.max_level):
+        monkeypatch.setattr(torch, "rand", lambda n, device=None, lv=level: torch.full((n,), lv / trainer.model.max_level))
+        torch.manual_seed(0)
+        terms = trainer._losses(x, crops, beta=1.0)
+        assert terms["loss"].item() == pytest.approx(3.0 * terms["sem"].item(), rel=1e-5)

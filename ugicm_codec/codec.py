@@ -39,7 +39,6 @@ PREFERENCES = {"human": 0.0, "machine": 1.0}
 DEFAULT_QUALITY = 60.0
 ANALYSIS_MARGIN = 4  # latent samples (64 px) of context around each analysis tile
 SYNTHESIS_TILE = 40  # latent samples (640 px) per synthesis tile side
-SYNTHESIS_MARGIN = 3  # latent samples; g_s's receptive field reaches under 2
 
 
 def parse_preference(value: str | float) -> float:
@@ -247,7 +246,8 @@ class Codec:
     def _synthesis(self, y_hat: torch.Tensor, f: UgcFile, beta: float) -> np.ndarray:
         out = np.empty((f.height, f.width, 3), dtype=np.uint8)
         yh, yw = f.y_shape
-        step, m, s = self.synthesis_tile, SYNTHESIS_MARGIN, LATENT_STRIDE
+        # One sample beyond g_s's reach: the image border's zero padding stays out of view.
+        step, m, s = self.synthesis_tile, self.model.arch.synthesis_reach + 1, LATENT_STRIDE
         for r0, r1 in _tiles(yh, step):
             if r0 * s >= f.height:
                 break

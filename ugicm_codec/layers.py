@@ -1,6 +1,7 @@
 """Building blocks of the UG-ICM model that CompressAI does not provide.
 
 - ``PreferenceEmbedding``: beta -> Fourier features -> 2-layer MLP (the PCDM embedding).
+- ``PreferenceBias`` / ``PreferenceResidual``: where that embedding enters the decoder blocks.
 - ``RateGain``: learned gain / inverse-gain vectors on y for a ladder of lambdas, interpolated
   geometrically between neighbours (Cui et al. 2021), so one set of weights covers a continuous rate.
 - ``exact_forward``: runs a conv stack in fixed point on float64 so the result is bit-exact on any
@@ -68,6 +69,28 @@ class PreferenceBias(nn.Module):
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         bias = self.proj(embedding).to(x.dtype)
         return x + bias[:, :, None, None]
+
+
+class PreferenceResidual(nn.Module):
+    """A residual decoder block with its own PCDM: h + conv(LeakyReLU(conv(h) + bias(beta))).
+
+    The preference bias sits before the nonlinearity, so beta can switch features of the branch on
+    and off rather than only shift them (a bias on a block's input is, through the next linear
+    layer, little more than a constant offset). The last convolution starts at zero: a model grown
+    from one without these blocks decodes exactly as before until training moves them.
+    """
+
+    def __init__(self, embed_dim: int, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bias = PreferenceBias(embed_dim, channels)
+        self.act = nn.LeakyReLU(0.2)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.bias(self.conv1(x), embedding)))
 
 
 class RateGain(nn.Module):

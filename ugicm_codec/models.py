@@ -23,7 +23,14 @@ from compressai.models.base import CompressionModel, get_scale_table
 from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 
-from .layers import ExactStack, PreferenceBias, PreferenceEmbedding, RateGain, ThreadInvariantGDN
+from .layers import (
+    ExactStack,
+    PreferenceBias,
+    PreferenceEmbedding,
+    PreferenceResidual,
+    RateGain,
+    ThreadInvariantGDN,
+)
 
 # CompressAI's MSE lambdas for its quality 1..6 (plus one below and one above), on 0-255 scale.
 SCALE_TABLE_LEVELS = 256
@@ -33,20 +40,31 @@ DEFAULT_LAMBDAS = (0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932)
 
 class PreferenceSynthesis(nn.Module):
     """g_s with a PCDM per block: each block adds a per-channel bias projected from the
-    preference embedding to its input, then upsamples (and applies IGDN, except the last)."""
+    preference embedding to its input, then upsamples (and applies IGDN, except the last).
 
-    def __init__(self, M: int, N: int, embed_dim: int):
+    With ``residual``, the blocks at 1/16, 1/8 and 1/4 scale also run a ``PreferenceResidual``
+    (whose bias comes before a nonlinearity) ahead of upsampling. None at 1/2 scale: a 3×3 block
+    there would double the decoder's cost on a CPU.
+    """
+
+    def __init__(self, M: int, N: int, embed_dim: int, residual: bool = False):
         super().__init__()
         in_channels = [M, N, N, N]
         out_channels = [N, N, N, 3]
         self.biases = nn.ModuleList(PreferenceBias(embed_dim, c) for c in in_channels)
+        self.residuals = nn.ModuleList(
+            PreferenceResidual(embed_dim, c) for c in in_channels[:3]
+        ) if residual else None
         self.upsamples = nn.ModuleList(deconv(i, o) for i, o in zip(in_channels, out_channels))
         self.igdns = nn.ModuleList(ThreadInvariantGDN(N, inverse=True) for _ in range(3))
 
     def forward(self, y_hat: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         h = y_hat
         for i, (bias, up) in enumerate(zip(self.biases, self.upsamples)):
-            h = up(bias(h, embedding))
+            h = bias(h, embedding)
+            if self.residuals is not None and i < len(self.residuals):
+                h = self.residuals[i](h, embedding)
+            h = up(h)
             if i < len(self.igdns):
                 h = self.igdns[i](h)
         return h
@@ -58,11 +76,20 @@ class Architecture:
     N: int = 128
     M: int = 192
     embed_dim: int = 128
+    residual: bool = False  # PreferenceResidual blocks in g_s
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
 
     @property
     def downsampling(self) -> int:
         return 64  # g_a halves four times, h_a twice more
+
+    @property
+    def synthesis_reach(self) -> int:
+        """How many latent samples away g_s's receptive field reaches (rounded up): each 5×5
+        stride-2 deconvolution reaches 1 sample of its input, each residual block's two 3×3
+        convolutions 2, both shrinking by half per scale: 1.875 without residual blocks,
+        5.375 with them. Synthesis tiles need at least this margin to be seamless."""
+        return 6 if self.residual else 2
 
 
 class UGICM(CompressionModel):
@@ -73,7 +100,7 @@ class UGICM(CompressionModel):
         self.g_a = nn.Sequential(
             conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
         )
-        self.g_s = PreferenceSynthesis(M, N, arch.embed_dim)
+        self.g_s = PreferenceSynthesis(M, N, arch.embed_dim, arch.residual)
         self.h_a = nn.Sequential(
             conv(M, N, stride=1, kernel_size=3), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N)
         )
@@ -103,6 +130,17 @@ class UGICM(CompressionModel):
         t = level - low.float()
         log_l = self.lambdas.log()
         return (log_l[low] * (1 - t) + log_l[low + 1] * t).exp()
+
+    def preference_parameter_names(self, residual: bool = True) -> set[str]:
+        """Parameters of the PCDM: the embedding, the per-block biases and (with ``residual``)
+        the residual blocks that carry them. They start as a no-op, and only through them can
+        beta=1 differ from beta=0."""
+        kinds = (PreferenceEmbedding, PreferenceBias) + ((PreferenceResidual,) if residual else ())
+        return {
+            f"{prefix}.{name}" if prefix else name
+            for prefix, module in self.named_modules() if isinstance(module, kinds)
+            for name, _ in module.named_parameters()
+        }
 
     # ----------------------------------------------------------------- training path
     def forward(self, x: torch.Tensor, level: torch.Tensor, beta: torch.Tensor) -> dict:
@@ -201,8 +239,12 @@ class UGICM(CompressionModel):
 
 ARCHITECTURES: dict[str, Architecture] = {
     "ugicm-hp-128-192": Architecture("ugicm-hp-128-192", N=128, M=192),
-    # Tiny variant for tests and smoke runs.
+    # The same with residual PCDM blocks in g_s; grows from ugicm-hp-128-192 weights (see
+    # training.loop.Trainer.initialise), which it decodes identically until trained.
+    "ugicm-hpr-128-192": Architecture("ugicm-hpr-128-192", N=128, M=192, residual=True),
+    # Tiny variants for tests and smoke runs.
     "ugicm-hp-tiny": Architecture("ugicm-hp-tiny", N=16, M=24, embed_dim=16),
+    "ugicm-hpr-tiny": Architecture("ugicm-hpr-tiny", N=16, M=24, embed_dim=16, residual=True),
 }
 
 

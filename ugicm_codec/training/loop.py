@@ -88,6 +88,7 @@ class Trainer:
         self.val = validation_images(cfg.val, cfg.val_images, 256) if cfg.val else None
         self.step = 0
         self.stage = 0
+        self.grown = 0
         self._bf16 = self._use_bf16()
         self._build_optimizers()
         self._stop = False
@@ -105,10 +106,10 @@ class Trainer:
         trainable = [(n, p) for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
         aux = [p for n, p in m.named_parameters() if n.endswith(".quantiles")]
         if stage2:
-            is_pcdm = lambda n: n.startswith(("preference.", "g_s.biases."))  # noqa: E731
+            pcdm = m.preference_parameter_names(residual=False)
             groups = [
-                {"params": [p for n, p in trainable if not is_pcdm(n)], "lr_scale": 1.0},
-                {"params": [p for n, p in trainable if is_pcdm(n)],
+                {"params": [p for n, p in trainable if n not in pcdm], "lr_scale": 1.0},
+                {"params": [p for n, p in trainable if n in pcdm],
                  "lr_scale": self.cfg.stage2_preference_lr_scale},
             ]
         else:
@@ -184,7 +185,15 @@ class Trainer:
         """Starts from a model state alone (no optimizer state), keeping its step count so the
         schedule (warm-up, stages) continues where that model was."""
         state = torch.load(Path(path).expanduser(), map_location=self.device, weights_only=True)
-        self.model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state["model"].items()})
+        weights = {k: (v.float() if v.is_floating_point() else v) for k, v in state["model"].items()}
+        # A larger architecture may grow from a smaller one's weights, but only by PCDM modules,
+        # which start as a no-op: anything else missing, or any weight left over, is a mismatch.
+        keys = self.model.load_state_dict(weights, strict=False)
+        grown = set(keys.missing_keys) - self.model.preference_parameter_names()
+        if keys.unexpected_keys or grown:
+            raise ValueError(f"{path} does not fit {self.cfg.arch}: "
+                             f"{len(keys.unexpected_keys)} unexpected and {len(grown)} missing weights")
+        self.grown = len(keys.missing_keys)
         self.step = int(state.get("step", 0))
         self._build_optimizers()
 
@@ -194,7 +203,8 @@ class Trainer:
             return f"resumed from {self.checkpoint_path()} at step {self.step}"
         if self.cfg.init:
             self.initialise(self.cfg.init)
-            return f"initialised from {self.cfg.init} at step {self.step}"
+            grown = f" ({self.grown} new PCDM tensors)" if self.grown else ""
+            return f"initialised from {self.cfg.init} at step {self.step}{grown}"
         return "started from scratch"
 
     # ------------------------------------------------------------------ one step
@@ -221,7 +231,10 @@ class Trainer:
             if machine and cfg.semantic:
                 sem = self._semantic(x, x_hat, crops)
                 terms.update({k: v.mean() for k, v in sem.items()})
-                loss = (lmbda * cfg.semantic_weight * sem["sem"]).mean()
+                # Unweighted by λ: the paper trains one model per rate, each with plain L_sem
+                # here; λ-weighting would leave the low rates, where the machine decode has the
+                # most to gain, with 1/100 of the weight of the high ones.
+                loss = (cfg.stage2_semantic_weight * sem["sem"]).mean()
             else:
                 loss = (lmbda * 255**2 * mse).mean()
         terms["loss"] = loss
@@ -259,6 +272,11 @@ class Trainer:
         terms = self._losses(x, crops, beta)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
+        if self.stage == 2 and beta > 0 and self.cfg.stage2_machine_pcdm_only:
+            pcdm = self.model.preference_parameter_names(residual=False)
+            for name, p in self.model.named_parameters():
+                if name not in pcdm:
+                    p.grad = None  # Adam leaves parameters without a gradient untouched
         if self.cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(
                 [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.clip_grad
