@@ -106,7 +106,7 @@ class Trainer:
         trainable = [(n, p) for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
         aux = [p for n, p in m.named_parameters() if n.endswith(".quantiles")]
         if stage2:
-            pcdm = m.preference_parameter_names(residual=False)
+            pcdm = self.pcdm_names = m.preference_parameter_names(residual=False)
             groups = [
                 {"params": [p for n, p in trainable if n not in pcdm], "lr_scale": 1.0},
                 {"params": [p for n, p in trainable if n in pcdm],
@@ -273,9 +273,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.stage == 2 and beta > 0 and self.cfg.stage2_machine_pcdm_only:
-            pcdm = self.model.preference_parameter_names(residual=False)
             for name, p in self.model.named_parameters():
-                if name not in pcdm:
+                if name not in self.pcdm_names:
                     p.grad = None  # Adam leaves parameters without a gradient untouched
         if self.cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(
