@@ -35,7 +35,7 @@ class TrainConfig:
     # In stage 2 the preference embedding and the bias projections learn this many times faster
     # than the rest of the decoder: they start from zero and are the only part that differs
     # between beta=0 and beta=1, so at stage2_lr alone the two decodes stay close. (Not the
-    # residual blocks' convolutions: at 10x they made the human decode noisy.)
+    # residual blocks' convolutions: both decodes share them.)
     stage2_preference_lr_scale: float = 10.0
     # Stage-2 machine sessions update only the PCDM conditioning (the embedding and the bias
     # projections); human sessions update the whole decoder. When L_sem could move shared layers,

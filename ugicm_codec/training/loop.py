@@ -189,10 +189,10 @@ class Trainer:
         # A larger architecture may grow from a smaller one's weights, but only by PCDM modules,
         # which start as a no-op: anything else missing, or any weight left over, is a mismatch.
         keys = self.model.load_state_dict(weights, strict=False)
-        grown = set(keys.missing_keys) - self.model.preference_parameter_names()
-        if keys.unexpected_keys or grown:
-            raise ValueError(f"{path} does not fit {self.cfg.arch}: "
-                             f"{len(keys.unexpected_keys)} unexpected and {len(grown)} missing weights")
+        missing_trained = set(keys.missing_keys) - self.model.preference_parameter_names()
+        if keys.unexpected_keys or missing_trained:
+            raise ValueError(f"{path} does not fit {self.cfg.arch}: {len(keys.unexpected_keys)} "
+                             f"unexpected and {len(missing_trained)} missing weights")
         self.grown = len(keys.missing_keys)
         self.step = int(state.get("step", 0))
         self._build_optimizers()
