@@ -127,27 +127,32 @@ def test_tiles_are_seamless(source_image):
     assert np.abs(a - b).max() <= 1
 
 
-def test_tiles_are_seamless_with_residual_pcdm_blocks(source_image, tmp_path):
-    """The residual blocks widen g_s's receptive field to 5.4 latent samples: the synthesis
-    margin must follow, or tile edges would show (this fails with the plain model's margin)."""
+@pytest.mark.parametrize("arch", ["ugicm-hpr-tiny", "ugicm-hpa-tiny"])
+def test_tiles_are_seamless_with_residual_pcdm_blocks(source_image, tmp_path, arch):
+    """Residual blocks widen g_s's receptive field to 5.4 latent samples, machine adapters to 8.9
+    for beta > 0: the synthesis margin must follow, or tile edges would show (this fails with the
+    plain model's margin)."""
     from ugicm_codec.codec import Codec
     from ugicm_codec.models import build_model
     from ugicm_codec.weights import export
 
     torch.manual_seed(0)
-    model = build_model("ugicm-hpr-tiny")
+    model = build_model(arch)
     with torch.no_grad():
-        for block in model.g_s.residuals:
+        for block in list(model.g_s.residuals) + list(model.g_s.adapters or []):
             block.conv1.weight.normal_(0, 0.3)
             block.conv2.weight.normal_(0, 0.3)
-    export(model, tmp_path / "hpr.safetensors")
+        for adapter in model.g_s.adapters or []:
+            adapter.gate.weight.normal_(0, 0.1)
+    export(model, tmp_path / "model.safetensors")
     big = source_image.resize((300, 200))
-    whole = Codec(weights=tmp_path / "hpr.safetensors", device="cpu", synthesis_tile=1000)
-    tiled = Codec(weights=tmp_path / "hpr.safetensors", device="cpu", synthesis_tile=3)
+    whole = Codec(weights=tmp_path / "model.safetensors", device="cpu", synthesis_tile=1000)
+    tiled = Codec(weights=tmp_path / "model.safetensors", device="cpu", synthesis_tile=3)
     data = whole.encode(big, quality=80)
-    a = np.asarray(whole.decode(data)).astype(float)
-    b = np.asarray(tiled.decode(data)).astype(float)
-    assert np.abs(a - b).max() <= 1
+    for prefer in ("human", "machine"):
+        a = np.asarray(whole.decode(data, prefer)).astype(float)
+        b = np.asarray(tiled.decode(data, prefer)).astype(float)
+        assert np.abs(a - b).max() <= 1
 
 
 def test_exif_orientation_is_applied(tiny_codec, source_image):

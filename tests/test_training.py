@@ -191,3 +191,54 @@ def test_stage2_semantic_loss_is_not_weighted_by_rate(images, tmp_path, monkeypa
         torch.manual_seed(0)
         terms = trainer._losses(x, crops, beta=1.0)
         assert terms["loss"].item() == pytest.approx(3.0 * terms["sem"].item(), rel=1e-5)
+
+
+def test_anchored_pcdm_machine_sessions_cannot_touch_the_human_decode(images, tmp_path):
+    """ugicm-hpa-*: a machine step (with L_sem) moves the adapters and the PCDM; the beta=0 decode
+    stays bit-identical, and a human step moves none of what is the machine decode's alone."""
+    import torch
+
+    trainer = Trainer(config(images, tmp_path, arch="ugicm-hpa-tiny", stage1_steps=0, stage2_steps=4,
+                             session_steps=1, stage2_lr=1e-2))
+    m = trainer.model
+    x, level = torch.rand(1, 3, 64, 64), torch.tensor([3.0])
+
+    def decode(beta):
+        m.eval()
+        with torch.no_grad():
+            return m(x, level, torch.tensor([beta]))["x_hat"]
+
+    human, machine = decode(0.0), decode(1.0)
+    assert torch.equal(human, machine)  # adapters closed, offsets zero: nothing differs yet
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    trainer.step = 1
+    assert trainer.train_step()["beta"] == 1.0
+    moved = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and moved <= m.machine_only_parameter_names()
+    assert torch.equal(decode(0.0), human) and not torch.equal(decode(1.0), machine)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    assert trainer.train_step()["beta"] == 0.0
+    moved = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and not moved & m.machine_only_parameter_names()
+
+
+def test_grow_anchored_pcdm_from_a_residual_model(images, tmp_path):
+    """hpr -> hpa: the embedding widens for the rate level and each bias absorbs W e(0); both
+    decodes stay as they were (to float rounding), at every rate."""
+    import torch
+
+    small = Trainer(config(images, tmp_path / "a", arch="ugicm-hpr-tiny", stage1_steps=0, stage2_steps=2,
+                           session_steps=1, stage2_lr=1e-2))
+    small.run()
+    torch.save({"model": small.model.state_dict(), "step": small.step}, tmp_path / "small.pt")
+    grown = Trainer(config(images, tmp_path / "b", arch="ugicm-hpa-tiny", init=str(tmp_path / "small.pt")))
+    assert "new PCDM tensors" in grown.start()
+    x = torch.rand(1, 3, 64, 64)
+    small.model.eval(), grown.model.eval()
+    with torch.no_grad():
+        for beta in (0.0, 0.5, 1.0):
+            for lv in (0.0, 7.0):
+                b, level = torch.tensor([beta]), torch.tensor([lv])
+                a = small.model(x, level, b)["x_hat"]
+                assert torch.allclose(a, grown.model(x, level, b)["x_hat"], atol=1e-5)
+        assert not torch.equal(small.model(x, level, torch.tensor([0.0]))["x_hat"], a)  # the PCDM was trained

@@ -247,7 +247,7 @@ class Codec:
         out = np.empty((f.height, f.width, 3), dtype=np.uint8)
         yh, yw = f.y_shape
         # One sample beyond g_s's reach: the image border's zero padding stays out of view.
-        step, m, s = self.synthesis_tile, self.model.arch.synthesis_reach + 1, LATENT_STRIDE
+        step, m, s = self.synthesis_tile, self.model.arch.synthesis_reach(beta) + 1, LATENT_STRIDE
         for r0, r1 in _tiles(yh, step):
             if r0 * s >= f.height:
                 break

@@ -2,6 +2,7 @@
 
 - ``PreferenceEmbedding``: beta -> Fourier features -> 2-layer MLP (the PCDM embedding).
 - ``PreferenceBias`` / ``PreferenceResidual``: where that embedding enters the decoder blocks.
+- ``MachineAdapter``: a residual block gated by the preference, closed at beta = 0.
 - ``RateGain``: learned gain / inverse-gain vectors on y for a ladder of lambdas, interpolated
   geometrically between neighbours (Cui et al. 2021), so one set of weights covers a continuous rate.
 - ``exact_forward``: runs a conv stack in fixed point on float64 so the result is bit-exact on any
@@ -19,26 +20,46 @@ from compressai.layers import GDN
 
 
 class PreferenceEmbedding(nn.Module):
-    """Embeds the preference beta in [0, 1] (0 = human, 1 = machine).
+    """Embeds the preference beta in [0, 1] (0 = human, 1 = machine), and with ``rate_aware`` the
+    rate level too (as a fraction of the ladder, in [0, 1]).
 
     Fixed Fourier features make the MLP see beta at several frequencies, so a small MLP can give
-    beta=0 and beta=1 very different embeddings while intermediate values stay smooth.
+    beta=0 and beta=1 very different embeddings while intermediate values stay smooth. The rate
+    level lets one machine decode correct 0.2 bpp differently from 1.6 bpp: the semantic loss
+    helps the first and, with a correction shared across rates, hurt the second.
     """
 
-    def __init__(self, num_frequencies: int = 8, dim: int = 128):
+    def __init__(self, num_frequencies: int = 8, dim: int = 128, rate_aware: bool = False):
         super().__init__()
+        self.rate_aware = rate_aware
         self.register_buffer(
             "frequencies", (2.0 ** torch.arange(num_frequencies)) * math.pi / 2, persistent=False
         )
-        self.mlp = nn.Sequential(
-            nn.Linear(2 * num_frequencies + 1, dim), nn.GELU(), nn.Linear(dim, dim)
-        )
+        features = (2 * num_frequencies + 1) * (2 if rate_aware else 1)
+        self.mlp = nn.Sequential(nn.Linear(features, dim), nn.GELU(), nn.Linear(dim, dim))
 
-    def forward(self, beta: torch.Tensor) -> torch.Tensor:
-        beta = beta.reshape(-1, 1).float()
-        angles = beta * self.frequencies
-        features = torch.cat([beta, torch.sin(angles), torch.cos(angles)], dim=1)
+    @property
+    def beta_features(self) -> int:
+        """Input features that come from beta (the first ones; the rate level's follow)."""
+        return 2 * self.frequencies.numel() + 1
+
+    def _fourier(self, value: torch.Tensor) -> torch.Tensor:
+        angles = value * self.frequencies
+        return torch.cat([value, torch.sin(angles), torch.cos(angles)], dim=1)
+
+    def forward(self, beta: torch.Tensor, rate_fraction: torch.Tensor | None = None) -> torch.Tensor:
+        features = self._fourier(beta.reshape(-1, 1).float())
+        if self.rate_aware:
+            rate = rate_fraction.reshape(-1, 1).float().expand(features.size(0), 1)
+            features = torch.cat([features, self._fourier(rate)], dim=1)
         return self.mlp(features)
+
+    def offset(self, beta: torch.Tensor, rate_fraction: torch.Tensor | None = None) -> torch.Tensor:
+        """e(beta) - e(0) at the same rate: exactly zero for beta = 0, whatever the weights. A
+        decoder fed this instead of e(beta) gives the human decode from its biases alone, so
+        nothing trained for beta = 1 (the MLP, the projection weights) can change it."""
+        zero = torch.zeros_like(beta.reshape(-1).float())
+        return self(beta, rate_fraction) - self(zero, rate_fraction)
 
 
 class ThreadInvariantGDN(GDN):
@@ -91,6 +112,30 @@ class PreferenceResidual(nn.Module):
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(self.act(self.bias(self.conv1(x), embedding)))
+
+
+class MachineAdapter(nn.Module):
+    """Decoder capacity of the machine decode alone: h + gate(e) ⊙ conv(LeakyReLU(conv(h))).
+
+    The per-channel gate is a projection (without bias) of the preference offset e(beta) - e(0),
+    so it is exactly zero at beta = 0: the human decode skips the block, costs nothing more, and
+    gives its convolutions no gradient. The gate starts at zero, so a model grown with these
+    blocks decodes as before until training opens them.
+    """
+
+    def __init__(self, embed_dim: int, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = nn.LeakyReLU(0.2)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.gate = nn.Linear(embed_dim, channels, bias=False)
+        nn.init.zeros_(self.gate.weight)
+
+    def forward(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        if not torch.any(offset):
+            return x
+        gate = self.gate(offset).to(x.dtype)[:, :, None, None]
+        return x + gate * self.conv2(self.act(self.conv1(x)))
 
 
 class RateGain(nn.Module):

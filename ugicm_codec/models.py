@@ -2,7 +2,7 @@
 preference-conditioned (PCDM) synthesis transform.
 
     x ─g_a─► y ─×gain(level)─► y' ─h_a─► z ─Q─► ẑ ─h_s (exact)─► (scales, means) ─GC─► ŷ'
-    ŷ' ─×inverse_gain(level)─► ŷ ─g_s(·, PCDM(beta))─► x̂
+    ŷ' ─×inverse_gain(level)─► ŷ ─g_s(·, PCDM(beta[, level]))─► x̂
 
 ``forward()`` is the differentiable training path; ``compress()``/``decompress()`` produce and read
 real rANS bitstreams with the same entropy model. The entropy side (ẑ, h_s, the CDF tables and the
@@ -25,6 +25,7 @@ from compressai.ops import quantize_ste
 
 from .layers import (
     ExactStack,
+    MachineAdapter,
     PreferenceBias,
     PreferenceEmbedding,
     PreferenceResidual,
@@ -43,11 +44,12 @@ class PreferenceSynthesis(nn.Module):
     preference embedding to its input, then upsamples (and applies IGDN, except the last).
 
     With ``residual``, the blocks at 1/16, 1/8 and 1/4 scale also run a ``PreferenceResidual``
-    (whose bias comes before a nonlinearity) ahead of upsampling. None at 1/2 scale: a 3×3 block
-    there would double the decoder's cost on a CPU.
+    (whose bias comes before a nonlinearity) ahead of upsampling, and with ``adapters`` a
+    ``MachineAdapter`` after it. None at 1/2 scale: a 3×3 block there would double the decoder's
+    cost on a CPU.
     """
 
-    def __init__(self, M: int, N: int, embed_dim: int, residual: bool = False):
+    def __init__(self, M: int, N: int, embed_dim: int, residual: bool = False, adapters: bool = False):
         super().__init__()
         in_channels = [M, N, N, N]
         out_channels = [N, N, N, 3]
@@ -55,6 +57,9 @@ class PreferenceSynthesis(nn.Module):
         self.residuals = nn.ModuleList(
             PreferenceResidual(embed_dim, c) for c in in_channels[:3]
         ) if residual else None
+        self.adapters = nn.ModuleList(
+            MachineAdapter(embed_dim, c) for c in in_channels[:3]
+        ) if adapters else None
         self.upsamples = nn.ModuleList(deconv(i, o) for i, o in zip(in_channels, out_channels))
         self.igdns = nn.ModuleList(ThreadInvariantGDN(N, inverse=True) for _ in range(3))
 
@@ -64,6 +69,8 @@ class PreferenceSynthesis(nn.Module):
             h = bias(h, embedding)
             if self.residuals is not None and i < len(self.residuals):
                 h = self.residuals[i](h, embedding)
+            if self.adapters is not None and i < len(self.adapters):
+                h = self.adapters[i](h, embedding)
             h = up(h)
             if i < len(self.igdns):
                 h = self.igdns[i](h)
@@ -77,19 +84,29 @@ class Architecture:
     M: int = 192
     embed_dim: int = 128
     residual: bool = False  # PreferenceResidual blocks in g_s
+    # The PCDM sees the rate level, and g_s is fed e(beta, level) - e(0, level), so the human
+    # decode depends on nothing trained for the machine one (layers.PreferenceEmbedding.offset).
+    anchored: bool = False
+    adapters: bool = False  # MachineAdapter blocks in g_s (needs residual and anchored)
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+
+    def __post_init__(self):
+        if self.adapters and not (self.residual and self.anchored):
+            raise ValueError("machine adapters need the residual, anchored PCDM")
 
     @property
     def downsampling(self) -> int:
         return 64  # g_a halves four times, h_a twice more
 
-    @property
-    def synthesis_reach(self) -> int:
+    def synthesis_reach(self, beta: float = 1.0) -> int:
         """How many latent samples away g_s's receptive field reaches (rounded up): each 5×5
-        stride-2 deconvolution reaches 1 sample of its input, each residual block's two 3×3
-        convolutions 2, both shrinking by half per scale: 1.875 without residual blocks,
-        5.375 with them. Synthesis tiles need at least this margin to be seamless."""
-        return 6 if self.residual else 2
+        stride-2 deconvolution reaches 1 sample of its input, each residual block's (or machine
+        adapter's) two 3×3 convolutions 2, both shrinking by half per scale: 1.875 for the
+        plain decoder, 3.5 more with residual blocks, and 3.5 more again with adapters, which
+        only a decode with beta > 0 runs. Synthesis tiles need at least this margin to be
+        seamless."""
+        reach = 1.875 + 3.5 * self.residual + 3.5 * (self.adapters and beta > 0)
+        return math.ceil(reach)
 
 
 class UGICM(CompressionModel):
@@ -100,7 +117,7 @@ class UGICM(CompressionModel):
         self.g_a = nn.Sequential(
             conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
         )
-        self.g_s = PreferenceSynthesis(M, N, arch.embed_dim, arch.residual)
+        self.g_s = PreferenceSynthesis(M, N, arch.embed_dim, arch.residual, arch.adapters)
         self.h_a = nn.Sequential(
             conv(M, N, stride=1, kernel_size=3), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N)
         )
@@ -114,7 +131,7 @@ class UGICM(CompressionModel):
         # Start each ladder point at the quantizer step that is MSE-optimal at high rate (∝ λ^-1/2).
         mid = lambdas.log().mean().exp()
         self.rate = RateGain(len(arch.lambdas), M, (lambdas / mid).sqrt().tolist())
-        self.preference = PreferenceEmbedding(dim=arch.embed_dim)
+        self.preference = PreferenceEmbedding(dim=arch.embed_dim, rate_aware=arch.anchored)
         self.register_buffer("lambdas", lambdas.float(), persistent=False)
         self.exact_h_s = ExactStack(self.h_s)
 
@@ -132,15 +149,56 @@ class UGICM(CompressionModel):
         return (log_l[low] * (1 - t) + log_l[low + 1] * t).exp()
 
     def preference_parameter_names(self, residual: bool = True) -> set[str]:
-        """Parameters of the PCDM: the embedding, the per-block biases and (with ``residual``)
-        the residual blocks that carry them. They start as a no-op, and only through them can
-        beta=1 differ from beta=0."""
-        kinds = (PreferenceEmbedding, PreferenceBias) + ((PreferenceResidual,) if residual else ())
+        """Parameters of the PCDM: the embedding, the per-block biases, the machine adapters
+        and (with ``residual``) the residual blocks that carry biases. They start as a no-op,
+        and only through them can beta=1 differ from beta=0."""
+        kinds = (PreferenceEmbedding, PreferenceBias, MachineAdapter)
+        kinds += (PreferenceResidual,) if residual else ()
         return {
             f"{prefix}.{name}" if prefix else name
             for prefix, module in self.named_modules() if isinstance(module, kinds)
             for name, _ in module.named_parameters()
         }
+
+    def machine_only_parameter_names(self) -> set[str]:
+        """Parameters that cannot change the beta=0 decode: with an anchored PCDM, the embedding,
+        the bias projections' weights (they multiply e(beta) - e(0)) and the machine adapters.
+        Empty otherwise, where every PCDM parameter moves both decodes."""
+        if not self.arch.anchored:
+            return set()
+        return {n for n in self.preference_parameter_names(residual=False) if not n.endswith(".proj.bias")}
+
+    def conditioning(self, beta: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """What the PCDM feeds g_s: e(beta), or e(beta, level) - e(0, level) when anchored."""
+        if not self.arch.anchored:
+            return self.preference(beta)
+        return self.preference.offset(beta, level.float() / self.max_level)
+
+    def grown_state_dict(self, state: dict) -> dict:
+        """Maps weights of a smaller architecture onto this one, decoding as they did.
+
+        Modules this model adds start as a no-op and are simply missing. Growing into an
+        anchored PCDM also widens the embedding's input with zero weights for the rate level,
+        and, since the biases now see e(beta) - e(0) instead of e(beta), folds each projection
+        of e(0) into its bias: W e(beta) + b = W (e(beta) - e(0)) + (b + W e(0)).
+        """
+        state = dict(state)
+        key = "preference.mlp.0.weight"
+        if not self.arch.anchored or key not in state or state[key].shape == self.preference.mlp[0].weight.shape:
+            return state
+        source = PreferenceEmbedding(dim=self.arch.embed_dim).double()
+        source.load_state_dict({k.removeprefix("preference."): v.double()
+                                for k, v in state.items() if k.startswith("preference.")})
+        with torch.no_grad():
+            e0 = source(torch.zeros(1, dtype=torch.float64))[0]
+        for name in list(state):
+            if name.endswith(".proj.bias") and name.startswith("g_s."):
+                weight = state[name.removesuffix("bias") + "weight"].double()
+                state[name] = (state[name].double() + weight @ e0).to(state[name].dtype)
+        widened = torch.zeros_like(self.preference.mlp[0].weight)
+        widened[:, :state[key].shape[1]] = state[key]
+        state[key] = widened
+        return state
 
     # ----------------------------------------------------------------- training path
     def forward(self, x: torch.Tensor, level: torch.Tensor, beta: torch.Tensor) -> dict:
@@ -156,7 +214,7 @@ class UGICM(CompressionModel):
             # straight-through gradient for what the decoder sees, as at test time.
             y_hat = quantize_ste(y - means) + means
             y_hat = y_hat * self.rate.inverse_gain(level)
-        x_hat = self.g_s(y_hat, self.preference(beta))
+        x_hat = self.g_s(y_hat, self.conditioning(beta, level))
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     # ----------------------------------------------------------------- bitstream path
@@ -215,8 +273,7 @@ class UGICM(CompressionModel):
         device = next(self.g_s.parameters()).device
         lv = torch.tensor([level], device=device)
         y_hat = y_hat_gained.to(device) * self.rate.inverse_gain(lv)
-        embedding = self.preference(torch.tensor([beta], device=device))
-        return self.g_s(y_hat, embedding)
+        return self.g_s(y_hat, self.conditioning(torch.tensor([beta], device=device), lv))
 
     def decompress(self, strings, z_shape, level: float, beta: float) -> torch.Tensor:
         y_hat = self.decompress_latent(strings[0], strings[1], z_shape)
@@ -242,9 +299,15 @@ ARCHITECTURES: dict[str, Architecture] = {
     # The same with residual PCDM blocks in g_s; grows from ugicm-hp-128-192 weights (see
     # training.loop.Trainer.initialise), which it decodes identically until trained.
     "ugicm-hpr-128-192": Architecture("ugicm-hpr-128-192", N=128, M=192, residual=True),
+    # The same with an anchored, rate-aware PCDM and machine adapters: the human decode depends
+    # on nothing the machine sessions train. Grows from either of the above.
+    "ugicm-hpa-128-192": Architecture("ugicm-hpa-128-192", N=128, M=192, residual=True,
+                                      anchored=True, adapters=True),
     # Tiny variants for tests and smoke runs.
     "ugicm-hp-tiny": Architecture("ugicm-hp-tiny", N=16, M=24, embed_dim=16),
     "ugicm-hpr-tiny": Architecture("ugicm-hpr-tiny", N=16, M=24, embed_dim=16, residual=True),
+    "ugicm-hpa-tiny": Architecture("ugicm-hpa-tiny", N=16, M=24, embed_dim=16, residual=True,
+                                   anchored=True, adapters=True),
 }
 
 

@@ -148,11 +148,12 @@ def load_model(info: WeightsInfo):
     return model
 
 
-def export(model, path: Path, half: bool = True) -> str:
+def export(model, path: Path | str, half: bool = True) -> str:
     """Writes a model as safetensors: transforms in float16, the entropy model exact (float32 and
     int32 CDF tables, computed here once so every decoder uses the very same tables)."""
     from safetensors.torch import save_file
 
+    path = Path(path)
     model = model.cpu().eval()
     model.update(force=True)
     state = {}

@@ -28,7 +28,9 @@ from pathlib import Path
 
 from .shared import KODAK_DIR
 
-LEARNED = ("ugicm", "bmshj2018")
+# ugicm times the human decode (β=0); ugicm-machine the same file's machine decode (β=1), which
+# runs the machine adapters as well.
+LEARNED = ("ugicm", "ugicm-machine", "bmshj2018")
 PILLOW = ("jpeg", "webp", "avif")
 CODECS = LEARNED + PILLOW
 SYNTHETIC_PREFIX = "synthetic:"
@@ -49,6 +51,8 @@ def image_label(image: str) -> str:
 def codec_label(codec: str) -> str:
     if codec == "bmshj2018":
         return f"compressai bmshj2018-hyperprior q{COMPRESSAI_QUALITY} (random weights)"
+    if codec == "ugicm-machine":
+        return "ugicm (machine decode)"
     return codec
 
 
@@ -122,15 +126,16 @@ def _setup_ugicm(config, rgb):
 
     codec = Codec(weights=config.get("weights"), device=config["device"], threads=config.get("threads"))
     quality = DEFAULT_QUALITY
+    prefer = "machine" if config["codec"] == "ugicm-machine" else "human"
 
     def encode():
         return codec.encode_detailed(rgb, quality=quality).data
 
     def decode(data):
-        return codec.decode_array(data, "human")[0]
+        return codec.decode_array(data, prefer)[0]
 
     setting = {"quality": quality, "model": codec.info.name, "weights_sha256": codec.info.sha256[:16],
-               "prefer": "human"}
+               "prefer": prefer}
     return encode, decode, len, setting, torch
 
 
@@ -185,7 +190,8 @@ def _setup_pillow(config, rgb):
 
 def _measure(config: dict) -> dict:
     rgb = _load_image(config["image"])
-    setup = {"ugicm": _setup_ugicm, "bmshj2018": _setup_bmshj2018}.get(config["codec"], _setup_pillow)
+    setup = {"ugicm": _setup_ugicm, "ugicm-machine": _setup_ugicm,
+             "bmshj2018": _setup_bmshj2018}.get(config["codec"], _setup_pillow)
     encode, decode, size, setting, torch = setup(config, rgb)
     cuda = torch is not None and config["device"].startswith("cuda")
 

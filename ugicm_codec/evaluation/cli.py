@@ -222,8 +222,9 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
 @click.option("--repeat", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Timed runs per configuration (after one warm-up run); the median is reported.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write all figures here.")
-@click.option("--codecs", default="ugicm,bmshj2018,jpeg,webp,avif", show_default=True,
-              help="Which codecs to time (bmshj2018: CompressAI's hyperprior with random weights).")
+@click.option("--codecs", default="ugicm,ugicm-machine,bmshj2018,jpeg,webp,avif", show_default=True,
+              help="Which codecs to time (ugicm: the human decode, ugicm-machine: the machine decode of the "
+                   "same file; bmshj2018: CompressAI's hyperprior with random weights).")
 @click.option("--weights", type=click.Path(exists=True, path_type=Path),
               help="Weights file or directory (default: the shipped model).")
 @click.option("--threads", type=click.IntRange(1, 256), help="Torch threads and AVIF encoder threads (default: all).")
@@ -249,7 +250,7 @@ def bench(images, repeat, json_path, codecs, weights, threads, no_cuda):
             reason = BASELINES[name].unavailable_reason() if name in chosen else None
             if reason:
                 _fail(f"{name}: {reason}", EXIT_USAGE)
-    model = _weights_model(weights) if "ugicm" in chosen else None
+    model = _weights_model(weights) if any(c.startswith("ugicm") for c in chosen) else None
     inputs = list(images) or default_images()
 
     rows = []
@@ -257,7 +258,7 @@ def bench(images, repeat, json_path, codecs, weights, threads, no_cuda):
 
     def run(codec, device, image):
         config = {"codec": codec, "device": device, "image": image, "repeat": repeat, "threads": threads}
-        if codec == "ugicm":
+        if codec.startswith("ugicm"):
             config["weights"] = model["path"]
         click.echo(f"bench: {codec_label(codec)} on {device}, {image_label(image)} …", err=True)
         row = run_configuration(config)

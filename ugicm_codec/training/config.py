@@ -10,7 +10,7 @@ from pathlib import Path
 
 @dataclass
 class TrainConfig:
-    arch: str = "ugicm-hpr-128-192"
+    arch: str = "ugicm-hpa-128-192"
     train: list[str] = field(default_factory=lambda: ["../shared/data/train"])
     val: str = "../shared/data/val"
     run_dir: str = "~/.cache/ugicm/runs/default"
@@ -35,13 +35,16 @@ class TrainConfig:
     # In stage 2 the preference embedding and the bias projections learn this many times faster
     # than the rest of the decoder: they start from zero and are the only part that differs
     # between beta=0 and beta=1, so at stage2_lr alone the two decodes stay close. (Not the
-    # residual blocks' convolutions: both decodes share them.)
+    # residual blocks' convolutions: both decodes share them. With an anchored PCDM: what only the
+    # machine decode uses, the machine adapters included.)
     stage2_preference_lr_scale: float = 10.0
     # Stage-2 machine sessions update only the PCDM conditioning (the embedding and the bias
     # projections); human sessions update the whole decoder. When L_sem could move shared layers,
     # the human decode lost 0.45 dB on validation within 500 steps (plain PCDM) and 1.4-2.2 dB
-    # (residual blocks, whether at 1x or 10x). False: every decoder parameter in both sessions,
-    # as in the paper.
+    # (residual blocks, whether at 1x or 10x). With an anchored PCDM (ugicm-hpa-*) they move
+    # exactly what the human decode does not depend on: the embedding, the bias projections'
+    # weights and the machine adapters. False: every decoder parameter in both sessions, as in
+    # the paper.
     stage2_machine_pcdm_only: bool = True
     # Relative weight of L_sem against the 255²-scaled MSE (the paper leaves the scaling implicit).
     semantic_weight: float = 200.0

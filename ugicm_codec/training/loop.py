@@ -105,8 +105,12 @@ class Trainer:
             m.rate.log_gain.requires_grad_(False)
         trainable = [(n, p) for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
         aux = [p for n, p in m.named_parameters() if n.endswith(".quantiles")]
+        # What beta=1 alone may move: with an anchored PCDM, exactly what cannot change the
+        # human decode; otherwise the PCDM conditioning (shared by both decodes).
+        self.machine_only_names = m.machine_only_parameter_names()
+        self.pcdm_names = self.machine_only_names or m.preference_parameter_names(residual=False)
         if stage2:
-            pcdm = self.pcdm_names = m.preference_parameter_names(residual=False)
+            pcdm = self.pcdm_names
             groups = [
                 {"params": [p for n, p in trainable if n not in pcdm], "lr_scale": 1.0},
                 {"params": [p for n, p in trainable if n in pcdm],
@@ -188,7 +192,7 @@ class Trainer:
         weights = {k: (v.float() if v.is_floating_point() else v) for k, v in state["model"].items()}
         # A larger architecture may grow from a smaller one's weights, but only by PCDM modules,
         # which start as a no-op: anything else missing, or any weight left over, is a mismatch.
-        keys = self.model.load_state_dict(weights, strict=False)
+        keys = self.model.load_state_dict(self.model.grown_state_dict(weights), strict=False)
         missing_trained = set(keys.missing_keys) - self.model.preference_parameter_names()
         if keys.unexpected_keys or missing_trained:
             raise ValueError(f"{path} does not fit {self.cfg.arch}: {len(keys.unexpected_keys)} "
@@ -272,10 +276,16 @@ class Trainer:
         terms = self._losses(x, crops, beta)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
+        # Adam leaves parameters without a gradient untouched (a zero gradient would still move
+        # them by their momentum).
         if self.stage == 2 and beta > 0 and self.cfg.stage2_machine_pcdm_only:
             for name, p in self.model.named_parameters():
                 if name not in self.pcdm_names:
-                    p.grad = None  # Adam leaves parameters without a gradient untouched
+                    p.grad = None
+        elif beta == 0:
+            for name, p in self.model.named_parameters():
+                if name in self.machine_only_names:
+                    p.grad = None
         if self.cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(
                 [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.clip_grad
