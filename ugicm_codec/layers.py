@@ -38,11 +38,6 @@ class PreferenceEmbedding(nn.Module):
         features = (2 * num_frequencies + 1) * (2 if rate_aware else 1)
         self.mlp = nn.Sequential(nn.Linear(features, dim), nn.GELU(), nn.Linear(dim, dim))
 
-    @property
-    def beta_features(self) -> int:
-        """Input features that come from beta (the first ones; the rate level's follow)."""
-        return 2 * self.frequencies.numel() + 1
-
     def _fourier(self, value: torch.Tensor) -> torch.Tensor:
         angles = value * self.frequencies
         return torch.cat([value, torch.sin(angles), torch.cos(angles)], dim=1)
