@@ -1,6 +1,6 @@
 """Packs what a GPU training run needs into one folder that fits the device tool's carry limit.
 
-    python scripts/pack_for_device.py ~/.cache/ugicm/runs/main/last.pt --out .devcarry
+    python scripts/pack_for_device.py ~/.cache/ugicm/runs/main10/last.pt --out .devcarry
 
 The device machine sees the repository, not ../shared, and takes at most 64 MiB of carried
 files. This writes ``OUT/model.pt`` (the model state alone, float16: the optimizer restarts) and

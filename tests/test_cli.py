@@ -44,6 +44,15 @@ def test_encode_decode_info(run, tmp_path):
     assert info["bytes"] == out.stat().st_size and info["width"] == 96
 
 
+def test_target_bpp_says_when_the_budget_is_out_of_reach(run, tmp_path):
+    src = GOLDEN / "source.png"
+    met = json.loads(run("encode", src, "-o", tmp_path / "a.ugc", "--target-bpp", 8, "--json").stdout)
+    assert met["target_met"] and met["bpp"] <= 8
+    r = run("encode", src, "-o", tmp_path / "b.ugc", "--target-bpp", 0.001)
+    assert r.exit_code == 0 and "over the 0.001 bpp target" in r.output
+    assert (tmp_path / "b.ugc").stat().st_size * 8 / (96 * 80) > 0.001
+
+
 def test_batch_to_directory_continues_after_a_bad_file(run, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")

@@ -222,6 +222,37 @@ def test_anchored_pcdm_machine_sessions_cannot_touch_the_human_decode(images, tm
     assert moved and not moved & m.machine_only_parameter_names()
 
 
+def test_stage2_machine_sessions_alone_make_a_controlled_ablation(images, tmp_path):
+    """stage2_sessions='machine' from one model state: with and without L_sem, only what the
+    machine decode alone uses is trained; the two runs share every other weight bit for bit."""
+    import torch
+
+    base = Trainer(config(images, tmp_path / "base", arch="ugicm-hpa-tiny", stage1_steps=0, stage2_steps=1))
+    base.run()
+    torch.save({"model": base.model.state_dict(), "step": 0}, tmp_path / "base.pt")
+    runs = {}
+    for semantic in (True, False):
+        trainer = Trainer(config(images, tmp_path / str(semantic), arch="ugicm-hpa-tiny", stage1_steps=0,
+                                 stage2_steps=3, stage2_sessions="machine", semantic=semantic,
+                                 stage2_lr=1e-2, init=str(tmp_path / "base.pt")))
+        trainer.start()
+        trained = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+        assert trained == trainer.model.machine_only_parameter_names()
+        trainer.run()
+        assert trainer.step == 3
+        runs[semantic] = trainer.model.state_dict()
+    log = [json.loads(line) for line in (tmp_path / "True" / "log.jsonl").read_text().splitlines()]
+    assert all(r["sem"] > 0 for r in log if r.get("kind") == "train")
+    shared = set(runs[True]) - trainer.model.machine_only_parameter_names()
+    assert all(torch.equal(runs[True][k], runs[False][k]) for k in shared)
+    assert all(torch.equal(runs[True][k], base.model.state_dict()[k]) for k in shared)
+    assert any(not torch.equal(runs[True][k], runs[False][k]) for k in trainer.model.machine_only_parameter_names())
+    with pytest.raises(ValueError, match="anchored"):
+        Trainer(config(images, tmp_path / "hp", stage1_steps=0, stage2_sessions="machine"))
+    with pytest.raises(ValueError, match="stage2_sessions"):
+        config(images, tmp_path, stage2_sessions="both")
+
+
 def test_grow_anchored_pcdm_from_a_residual_model(images, tmp_path):
     """hpr -> hpa: the embedding widens for the rate level and each bias absorbs W e(0); both
     decodes stay as they were (to float rounding), at every rate."""
@@ -242,3 +273,35 @@ def test_grow_anchored_pcdm_from_a_residual_model(images, tmp_path):
                 a = small.model(x, level, b)["x_hat"]
                 assert torch.allclose(a, grown.model(x, level, b)["x_hat"], atol=1e-5)
         assert not torch.equal(small.model(x, level, torch.tensor([0.0]))["x_hat"], a)  # the PCDM was trained
+
+
+def test_grow_the_rate_ladder_downwards():
+    """8-point ladder -> 10 points (two below the lowest): every trained point keeps its gains,
+    so old level k decodes exactly as new level k + 2, and the new points code with fewer bits."""
+    import torch
+
+    from ugicm_codec.models import build_model
+
+    small, wide = build_model("ugicm-hp-tiny"), build_model("ugicm-hpa-tiny-r10")
+    with torch.no_grad():
+        # As if trained: per-channel gains, and large enough that y' is not all rounded to zero.
+        small.rate.log_gain.add_(4 + 0.1 * torch.randn_like(small.rate.log_gain))
+    keys = wide.load_state_dict(wide.grown_state_dict(small.state_dict()), strict=False)
+    assert not keys.unexpected_keys and set(keys.missing_keys) <= wide.preference_parameter_names()
+    assert wide.max_level == small.max_level + 2
+    small.eval(), wide.eval()
+    x = torch.rand(1, 3, 64, 64)
+    bits = []
+    with torch.no_grad():
+        for level in (0.0, 2.5, 7.0):
+            for beta in (0.0, 1.0):
+                a = small(x, torch.tensor([level]), torch.tensor([beta]))
+                b = wide(x, torch.tensor([level + 2]), torch.tensor([beta]))
+                assert torch.allclose(a["x_hat"], b["x_hat"], atol=1e-5)
+        for level in (0.0, 1.0, 2.0):
+            out = wide(x, torch.tensor([level]), torch.tensor([0.0]))
+            bits.append(-out["likelihoods"]["y"].log2().sum().item())
+    assert bits[0] < bits[1] < bits[2]
+    for name, rows in (("ugicm-hpa-tiny-r10", 9), ("ugicm-hp-tiny", 10)):
+        with pytest.raises(ValueError, match="below"):
+            build_model(name).grown_state_dict({"rate.log_gain": torch.zeros(rows, 24)})

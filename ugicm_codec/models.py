@@ -33,10 +33,13 @@ from .layers import (
     ThreadInvariantGDN,
 )
 
-# CompressAI's MSE lambdas for its quality 1..6 (plus one below and one above), on 0-255 scale.
 SCALE_TABLE_LEVELS = 256
 
+# CompressAI's MSE lambdas for its quality 1..6 (plus one below and one above), on 0-255 scale.
 DEFAULT_LAMBDAS = (0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932)
+# The same ladder continued two steps down (x1/2 each): its lowest point, 0.0009, gave 0.20 bpp
+# on Kodak, short of the 0.1 bpp the codec must reach; bpp scaled as about λ^0.56 there.
+WIDE_LAMBDAS = (0.00023, 0.00045) + DEFAULT_LAMBDAS
 
 
 class PreferenceSynthesis(nn.Module):
@@ -182,7 +185,7 @@ class UGICM(CompressionModel):
         and, since the biases now see e(beta) - e(0) instead of e(beta), folds each projection
         of e(0) into its bias: W e(beta) + b = W (e(beta) - e(0)) + (b + W e(0)).
         """
-        state = dict(state)
+        state = self._extend_rate_ladder(dict(state))
         key = "preference.mlp.0.weight"
         if not self.arch.anchored or key not in state or state[key].shape == self.preference.mlp[0].weight.shape:
             return state
@@ -198,6 +201,24 @@ class UGICM(CompressionModel):
         widened = torch.zeros_like(self.preference.mlp[0].weight)
         widened[:, :state[key].shape[1]] = state[key]
         state[key] = widened
+        return state
+
+    def _extend_rate_ladder(self, state: dict) -> dict:
+        """Weights of a ladder that this one continues downwards (ugicm-*-r10 from the 8-point
+        ladder): the trained points keep their gains, and each new point starts where the
+        initial rule puts it relative to the lowest trained one, gain ∝ λ^1/2."""
+        old = state.get("rate.log_gain")
+        extra = self.rate.levels - (old.shape[0] if old is not None else self.rate.levels)
+        if extra == 0:
+            return state
+        if extra < 0 or self.arch.lambdas[extra:] != DEFAULT_LAMBDAS[-old.shape[0]:]:
+            raise ValueError(f"weights with {old.shape[0]} rate points do not fit {self.arch.name}: "
+                             f"a rate ladder can only grow by new points below its lowest one")
+        shift = 0.5 * torch.tensor([math.log(l / self.arch.lambdas[extra]) for l in self.arch.lambdas[:extra]])
+        for name, sign in (("rate.log_gain", 1.0), ("rate.log_inverse_gain", -1.0)):
+            table = state[name]
+            new = table[:1].float() + sign * shift[:, None]
+            state[name] = torch.cat([new.to(table.dtype), table])
         return state
 
     # ----------------------------------------------------------------- training path
@@ -303,11 +324,18 @@ ARCHITECTURES: dict[str, Architecture] = {
     # on nothing the machine sessions train. Grows from either of the above.
     "ugicm-hpa-128-192": Architecture("ugicm-hpa-128-192", N=128, M=192, residual=True,
                                       anchored=True, adapters=True),
+    # The same two, with the rate ladder continued down to 0.1 bpp (WIDE_LAMBDAS, 10 points);
+    # they grow from the 8-point ones.
+    "ugicm-hp-128-192-r10": Architecture("ugicm-hp-128-192-r10", N=128, M=192, lambdas=WIDE_LAMBDAS),
+    "ugicm-hpa-128-192-r10": Architecture("ugicm-hpa-128-192-r10", N=128, M=192, residual=True,
+                                          anchored=True, adapters=True, lambdas=WIDE_LAMBDAS),
     # Tiny variants for tests and smoke runs.
     "ugicm-hp-tiny": Architecture("ugicm-hp-tiny", N=16, M=24, embed_dim=16),
     "ugicm-hpr-tiny": Architecture("ugicm-hpr-tiny", N=16, M=24, embed_dim=16, residual=True),
     "ugicm-hpa-tiny": Architecture("ugicm-hpa-tiny", N=16, M=24, embed_dim=16, residual=True,
                                    anchored=True, adapters=True),
+    "ugicm-hpa-tiny-r10": Architecture("ugicm-hpa-tiny-r10", N=16, M=24, embed_dim=16, residual=True,
+                                       anchored=True, adapters=True, lambdas=WIDE_LAMBDAS),
 }
 
 

@@ -23,6 +23,9 @@ import click
 @click.option("--lr", type=float, help="Stage-1 learning rate.")
 @click.option("--semantic-weight", type=float, help="Weight of L_sem against 255²·MSE.")
 @click.option("--no-semantic", is_flag=True, help="Ablation: train beta=1 on MSE only.")
+@click.option("--stage2-sessions", type=click.Choice(["alternate", "human", "machine"]),
+              help="Stage-2 sessions: alternate (the paper), or human or machine alone "
+              "(machine: anchored architectures only; it trains what the human decode does not use).")
 @click.option("--teacher", type=click.Choice(["efficientnet-lite0", "clip"]), help="Semantic encoder.")
 @click.option("--teacher-weights", type=click.Path(exists=True, dir_okay=False),
               help="Local weights file of the teacher (CLIP: an open_clip state dict).")
@@ -37,7 +40,7 @@ import click
 @click.option("--checkpoint-every", type=int)
 @click.option("--log-every", type=int)
 def train(config, run_dir, train_dirs, val, arch, stage1_steps, stage2_steps, batch_size, crop, lr,
-          semantic_weight, no_semantic, teacher, teacher_weights, device, threads, seed, max_steps,
+          semantic_weight, no_semantic, stage2_sessions, teacher, teacher_weights, device, threads, seed, max_steps,
           fresh, init, val_every, checkpoint_every, log_every):
     """Train the codec with the two-stage UG-ICM schedule from folders of images.
 
@@ -53,7 +56,7 @@ def train(config, run_dir, train_dirs, val, arch, stage1_steps, stage2_steps, ba
                      crop=crop, lr=lr, semantic_weight=semantic_weight, teacher=teacher,
                      teacher_weights=teacher_weights, device=device, threads=threads, seed=seed,
                      val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every, init=init,
-                     semantic=False if no_semantic else None)
+                     semantic=False if no_semantic else None, stage2_sessions=stage2_sessions)
     try:
         cfg = TrainConfig.load(config, overrides)
     except (ValueError, OSError) as e:

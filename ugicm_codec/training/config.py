@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+STAGE2_SESSIONS = ("alternate", "human", "machine")
+
 
 @dataclass
 class TrainConfig:
@@ -46,6 +48,12 @@ class TrainConfig:
     # weights and the machine adapters. False: every decoder parameter in both sessions, as in
     # the paper.
     stage2_machine_pcdm_only: bool = True
+    # Which sessions stage 2 runs: "alternate" (the paper: MSE at beta=0, L_sem at beta=1), or
+    # "human" or "machine" alone. With an anchored PCDM the two move disjoint parameters, so a
+    # "human" run followed by two "machine" runs from its weights, one with L_sem and one without,
+    # is an ablation whose shared weights and human decode are bit-identical: only the machine
+    # loss differs. A "machine" run trains nothing else, so its backward pass skips the rest.
+    stage2_sessions: str = "alternate"
     # Relative weight of L_sem against the 255²-scaled MSE (the paper leaves the scaling implicit).
     semantic_weight: float = 200.0
     # Weight of L_sem in stage 2's machine sessions, the same at every rate: 4 is what
@@ -71,6 +79,11 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     clip_grad: float = 1.0
+
+    def __post_init__(self):
+        if self.stage2_sessions not in STAGE2_SESSIONS:
+            raise ValueError(f"stage2_sessions must be one of {', '.join(STAGE2_SESSIONS)}, "
+                             f"not {self.stage2_sessions!r}")
 
     @property
     def total_steps(self) -> int:

@@ -103,12 +103,18 @@ class Trainer:
             for module in frozen:
                 module.requires_grad_(False)
             m.rate.log_gain.requires_grad_(False)
-        trainable = [(n, p) for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
-        aux = [p for n, p in m.named_parameters() if n.endswith(".quantiles")]
         # What beta=1 alone may move: with an anchored PCDM, exactly what cannot change the
         # human decode; otherwise the PCDM conditioning (shared by both decodes).
         self.machine_only_names = m.machine_only_parameter_names()
         self.pcdm_names = self.machine_only_names or m.preference_parameter_names(residual=False)
+        if stage2 and self.cfg.stage2_sessions == "machine":
+            if not self.machine_only_names:
+                raise ValueError(f"stage2_sessions='machine' needs an anchored architecture "
+                                 f"(ugicm-hpa-*), not {self.cfg.arch}")
+            for name, p in m.named_parameters():
+                p.requires_grad_(name in self.machine_only_names)
+        trainable = [(n, p) for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
+        aux = [p for n, p in m.named_parameters() if n.endswith(".quantiles")]
         if stage2:
             pcdm = self.pcdm_names
             groups = [
@@ -251,9 +257,11 @@ class Trainer:
 
     def session_beta(self) -> float:
         """Human (0) and machine (1) sessions alternate every ``session_steps`` steps, after the
-        human-only warm-up (stage 2 always alternates)."""
+        human-only warm-up; stage 2 may run one kind alone (``stage2_sessions``)."""
         if self.stage == 1 and self.step < self.cfg.machine_warmup_steps:
             return 0.0
+        if self.stage == 2 and self.cfg.stage2_sessions != "alternate":
+            return float(self.cfg.stage2_sessions == "machine")
         return float((self.step // self.cfg.session_steps) % 2)
 
     def learning_rate(self) -> float:
