@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from .config import STAGE2_SESSIONS
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("config", required=False, type=click.Path(exists=True, dir_okay=False))
@@ -23,7 +25,7 @@ import click
 @click.option("--lr", type=float, help="Stage-1 learning rate.")
 @click.option("--semantic-weight", type=float, help="Weight of L_sem against 255²·MSE.")
 @click.option("--no-semantic", is_flag=True, help="Ablation: train beta=1 on MSE only.")
-@click.option("--stage2-sessions", type=click.Choice(["alternate", "human", "machine"]),
+@click.option("--stage2-sessions", type=click.Choice(STAGE2_SESSIONS),
               help="Stage-2 sessions: alternate (the paper), or human or machine alone "
               "(machine: anchored architectures only; it trains what the human decode does not use).")
 @click.option("--teacher", type=click.Choice(["efficientnet-lite0", "clip"]), help="Semantic encoder.")
