@@ -16,8 +16,9 @@ from .config import STAGE2_SESSIONS
 @click.option("--train", "train_dirs", multiple=True, help="Training image folder (repeatable).")
 @click.option("--val", help="Validation image folder.")
 @click.option("--arch", help="Architecture name: ugicm-hp-128-192, ugicm-hpr-128-192 (residual PCDM "
-              "blocks), ugicm-hpa-128-192 (anchored, rate-aware PCDM and machine adapters), or a "
-              "-tiny variant for tests. --init from a smaller one's weights grows it.")
+              "blocks), ugicm-hpa-128-192 (anchored, rate-aware PCDM and machine adapters); an -r10 "
+              "suffix continues the rate ladder down to 0.07 bpp (10 points); -tiny variants are "
+              "for tests. --init from a smaller one's weights grows it.")
 @click.option("--stage1-steps", type=int, help="Steps of stage 1 (all modules).")
 @click.option("--stage2-steps", type=int, help="Steps of stage 2 (decoder only).")
 @click.option("--batch-size", type=int)

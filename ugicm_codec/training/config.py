@@ -12,7 +12,7 @@ STAGE2_SESSIONS = ("alternate", "human", "machine")
 
 @dataclass
 class TrainConfig:
-    arch: str = "ugicm-hpa-128-192"
+    arch: str = "ugicm-hpa-128-192-r10"
     train: list[str] = field(default_factory=lambda: ["../shared/data/train"])
     val: str = "../shared/data/val"
     run_dir: str = "~/.cache/ugicm/runs/default"
