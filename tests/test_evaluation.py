@@ -108,6 +108,27 @@ def test_eval_reads_a_dataset_root_with_images_folder(tmp_path):
     assert record["image"] == "a.png" and record["bpp"] > 0
 
 
+def test_a_second_eval_on_the_same_out_is_refused(tmp_path):
+    """Two runs appending to one records.jsonl would measure everything twice and race to results.json."""
+    from PIL import Image
+
+    from ugicm_codec.evaluation.records import RecordLog
+
+    (tmp_path / "set").mkdir()
+    Image.fromarray(_image(24, 32)).save(tmp_path / "set" / "a.png")
+    args = ["eval", str(tmp_path / "set"), "--out", str(tmp_path / "o"), "--qualities", "none",
+            "--baselines", "jpeg", "--baseline-qualities", "50"]
+    running = RecordLog(tmp_path / "o")  # stands for a run in progress (the lock is per open file)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == f"ugicm: error: another ugicm eval is writing {tmp_path / 'o'}; wait for it or use another --out"
+    assert not (tmp_path / "o" / "records.jsonl").exists()
+    running.close()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "o" / "records.jsonl").read_text().splitlines()) == 1
+
+
 # --------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):

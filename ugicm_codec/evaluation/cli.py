@@ -90,7 +90,8 @@ def eval_command(folder, out, qualities, baselines, baseline_qualities, preferen
     """Rate-distortion evaluation of ugicm and classic codecs on a folder of images.
 
     Every image is coded at every setting; bpp comes from the real size of each encoded file.
-    Per-image records are appended to OUT/records.jsonl, so a rerun skips finished work. Then
+    Per-image records are appended to OUT/records.jsonl, so a rerun skips finished work (one run
+    at a time per OUT: a second is refused while the first is running). Then
     averaged curves, BD-rate/BD-PSNR tables (against each other and, on Kodak, against the
     published anchors) and plots are written to OUT.
     """
@@ -163,7 +164,7 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
     from concurrent.futures.process import BrokenProcessPool
 
     from ..cli import Reporter
-    from .records import RecordLog
+    from .records import RecordLog, RecordsBusy
     from .runner import FatalError, execute, file_sha256, is_done, plan_units
     from .summary import write_results
 
@@ -171,6 +172,8 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
         plan.out.mkdir(parents=True, exist_ok=True)
         plan.image_digests = {p.name: file_sha256(p) for p in plan.images}
         log = RecordLog(plan.out)
+    except RecordsBusy as e:
+        _fail(str(e), EXIT_USAGE)
     except OSError as e:
         _fail(f"cannot use {plan.out}: {e.strerror or e}", EXIT_USAGE)
     units = plan_units(plan)

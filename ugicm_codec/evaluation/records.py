@@ -5,6 +5,10 @@ line, which is skipped on reading. A record is identified by its key; when a key
 the later line wins. The key holds the image's content digest and the coder (weights digest or
 library version and options), so changed images, weights or encoders are measured afresh instead
 of being mixed with stale numbers.
+
+One run writes a directory at a time: a second ``ugicm eval`` on the same ``--out`` would measure
+the same units again and race the first to results.json, so it is refused (an advisory lock on
+``.records.lock``, released when the run ends or dies).
 """
 
 from __future__ import annotations
@@ -12,7 +16,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent runs stay possible there
+    fcntl = None
+
 RECORDS_FILE = "records.jsonl"
+LOCK_FILE = ".records.lock"
+
+
+class RecordsBusy(Exception):
+    """Another process is writing the same records directory."""
 
 
 def record_key(record: dict) -> tuple:
@@ -39,6 +53,7 @@ class RecordLog:
 
     def __init__(self, out_dir: Path):
         out_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(out_dir / LOCK_FILE)
         self.path = out_dir / RECORDS_FILE
         self.records = load(out_dir)
         self._file = None
@@ -61,3 +76,17 @@ class RecordLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the lock
+            self._lock = None
+
+
+def _lock(path: Path):
+    handle = open(path, "a")
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RecordsBusy(f"another ugicm eval is writing {path.parent}; wait for it or use another --out") from None
+    return handle
