@@ -17,8 +17,8 @@ from .config import STAGE2_SESSIONS
 @click.option("--val", help="Validation image folder.")
 @click.option("--arch", help="Architecture name: ugicm-hp-128-192, ugicm-hpr-128-192 (residual PCDM "
               "blocks), ugicm-hpa-128-192 (anchored, rate-aware PCDM and machine adapters); an -r10 "
-              "suffix continues the rate ladder down to 0.07 bpp (10 points); -tiny variants are "
-              "for tests. --init from a smaller one's weights grows it.")
+              "suffix continues the rate ladder two points down (λ 0.00045, 0.00023); -tiny "
+              "variants are for tests. --init from a smaller one's weights grows it.")
 @click.option("--stage1-steps", type=int, help="Steps of stage 1 (all modules).")
 @click.option("--stage2-steps", type=int, help="Steps of stage 2 (decoder only).")
 @click.option("--batch-size", type=int)
@@ -43,8 +43,8 @@ from .config import STAGE2_SESSIONS
 @click.option("--checkpoint-every", type=int)
 @click.option("--log-every", type=int)
 def train(config, run_dir, train_dirs, val, arch, stage1_steps, stage2_steps, batch_size, crop, lr,
-          semantic_weight, no_semantic, stage2_sessions, teacher, teacher_weights, device, threads, seed, max_steps,
-          fresh, init, val_every, checkpoint_every, log_every):
+          semantic_weight, no_semantic, stage2_sessions, teacher, teacher_weights, device, threads, seed,
+          max_steps, fresh, init, val_every, checkpoint_every, log_every):
     """Train the codec with the two-stage UG-ICM schedule from folders of images.
 
     Settings come from CONFIG (TOML, see configs/default.toml), then from the options. A run
