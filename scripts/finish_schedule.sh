@@ -17,7 +17,7 @@
 set -e
 SOURCE=${1:?usage: finish_schedule.sh STAGE1_CHECKPOINT}
 RUNS=${RUNS:-$HOME/.cache/ugicm/runs/finish}; EXPORTS=${EXPORTS:-$HOME/.cache/ugicm/exports}
-DECAY=${DECAY:-1500}; HUMAN=${HUMAN:-1500}; MACHINE=${MACHINE:-1500}
+DECAY=${DECAY:-1500}; HUMAN=${HUMAN:-1500}; MACHINE=${MACHINE:-4600}
 ARCH=${ARCH:-ugicm-hpa-128-192-r10}; CONFIG=${CONFIG:-configs/default.toml}
 cd "$(dirname "$0")/.."
 step() { python3 -c "import torch; print(torch.load('$1', map_location='cpu', weights_only=True)['step'])"; }
