@@ -4,24 +4,24 @@
 
 The device machine sees the repository, not ../shared, and takes at most 64 MiB of carried
 files. This writes ``OUT/model.pt`` (the model state alone, float16: the optimizer restarts) and
-``OUT/train/`` (the training images re-encoded as JPEG quality 92), and checks the total.
-On the device machine:
-
-    ugicm train configs/gpu.toml --train .devcarry/train --val "" --run-dir /tmp/run \\
-        --init .devcarry/model.pt
-
-and bring back /tmp/run/last.pt (or its export) under $OUT.
+``OUT/train/`` (the training images re-encoded as JPEG quality 85), ``OUT/val/`` (the fixed
+validation crops, lossless), and checks the total with the wheels in ``.whl`` and the tracked
+files (move ``weights/*.safetensors`` aside while the device tool sends the tree: they count).
+Then, with the device tool, ``bash scripts/device/call.sh`` carrying ``.devcarry`` and ``.whl``
+(scripts/device/schedule.sh runs the schedule; scripts/device/collect.py brings it back).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from ugicm_codec.training.data import list_images
+from ugicm_codec.training.config import TrainConfig
+from ugicm_codec.training.data import list_images, validation_images
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 64 * 1024 * 1024
@@ -32,7 +32,8 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / ".devcarry")
     parser.add_argument("--train", nargs="+", default=[str(ROOT.parent / "shared" / "data" / "train")])
-    parser.add_argument("--quality", type=int, default=92)
+    parser.add_argument("--val", default=str(ROOT.parent / "shared" / "data" / "val"))
+    parser.add_argument("--quality", type=int, default=85)
     args = parser.parse_args()
 
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
@@ -45,8 +46,18 @@ def main() -> None:
     for i, path in enumerate(list_images(args.train)):
         with Image.open(path) as im:
             im.convert("RGB").save(train / f"{i:04d}-{path.stem}.jpg", quality=args.quality)
-    total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    print(f"{args.out}: {total / 2**20:.1f} MiB (limit 64 MiB), step {state['step']}")
+    val = args.out / "val"
+    val.mkdir(exist_ok=True)
+    for i, crop in enumerate(validation_images(args.val, TrainConfig.val_images, 256)):
+        Image.fromarray(crop.mul(255).round().byte().permute(1, 2, 0).numpy()).save(val / f"{i}.png")
+    packed = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    wheels = sum(p.stat().st_size for p in (ROOT / ".whl").glob("*.whl"))
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    tree = sum((ROOT / f).stat().st_size for f in tracked.decode().split("\0")
+               if f and (ROOT / f).is_file() and not f.endswith(".safetensors"))
+    total = packed + wheels + tree
+    print(f"{args.out}: {packed / 2**20:.1f} MiB; with .whl and the tree (weights aside) "
+          f"{total / 2**20:.1f} MiB of 64; step {state['step']}")
     if total > LIMIT:
         raise SystemExit("too large for the device carry: lower --quality")
 

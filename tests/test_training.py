@@ -337,3 +337,61 @@ def test_grow_the_rate_ladder_downwards():
     for name, rows in (("ugicm-hpa-tiny-r10", 9), ("ugicm-hp-tiny", 10)):
         with pytest.raises(ValueError, match="below"):
             build_model(name).grown_state_dict({"rate.log_gain": torch.zeros(rows, 24)})
+
+
+def test_a_non_finite_step_is_skipped_not_applied(images, tmp_path, monkeypatch):
+    import torch
+
+    trainer = Trainer(config(images, tmp_path, stage1_steps=4, stage2_steps=0, machine_warmup_steps=100))
+    trainer.start()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    real = trainer._losses
+
+    def poisoned(*args, **kw):
+        terms = real(*args, **kw)
+        terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(trainer, "_losses", poisoned)
+    record = trainer.train_step()
+    assert record["skipped"] == 1.0
+    after = trainer.model.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    # Only the entropy bottleneck's quantiles (their own aux optimizer) may have moved.
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert all(k.startswith("entropy_bottleneck.") for k in moved), moved
+    monkeypatch.setattr(trainer, "_losses", real)
+    assert trainer.train_step()["skipped"] == 0.0
+
+
+def test_device_collect_brings_back_the_furthest_phase_small(tmp_path, monkeypatch):
+    """scripts/device/collect.py, which brings a GPU run back through the device tool's 16 MiB
+    files: float16 transforms, an exact entropy model, the ablation as a difference, parts that
+    join back into the same state."""
+    import runpy
+
+    import torch
+
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    state = {"g_s.w": torch.randn(64, 64), "gaussian_conditional.scale_table": torch.rand(64),
+             "preference.w": torch.randn(8)}
+    for run, extra in (("s2h", 0.0), ("s2m", 1.0), ("s2n", 2.0)):
+        (runs / run).mkdir(parents=True)
+        model = dict(state, **{"preference.w": state["preference.w"] + extra})
+        torch.save({"model": model, "step": 10, "config": {}}, runs / run / "last.pt")
+        (runs / run / "log.jsonl").write_text('{"step": 10, "kind": "train"}\n')
+    monkeypatch.setenv("R", str(runs))
+    collect = runpy.run_path(str(ROOT / "scripts" / "device" / "collect.py"))
+    collect["main"].__globals__["PART"] = 4096  # force the split
+    collect["main"](out)
+    names = sorted(p.name for p in out.iterdir())
+    assert "s2h.pt" not in names and "s2n-diff.pt" in names and "s2m.pt" not in names
+    joined = out / "s2m.pt"
+    joined.write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob("s2m.pt.part-*"))))
+    machine = torch.load(joined, weights_only=True)["model"]
+    assert machine["g_s.w"].dtype == torch.float16
+    assert torch.equal(machine["gaussian_conditional.scale_table"], state["gaussian_conditional.scale_table"])
+    ablation = torch.load(out / "s2n-diff.pt", weights_only=True)["model"]
+    assert list(ablation) == ["preference.w"]
+    assert len((out / "logs.jsonl").read_text().splitlines()) == 3

@@ -197,7 +197,7 @@ class UGICM(CompressionModel):
         for name in list(state):
             if name.endswith(".proj.bias") and name.startswith("g_s."):
                 weight = state[name.removesuffix("bias") + "weight"].double()
-                state[name] = (state[name].double() + weight @ e0).to(state[name].dtype)
+                state[name] = (state[name].double() + weight @ e0.to(weight.device)).to(state[name].dtype)
         widened = torch.zeros_like(self.preference.mlp[0].weight)
         widened[:, :state[key].shape[1]] = state[key]
         state[key] = widened

@@ -294,16 +294,20 @@ class Trainer:
             for name, p in self.model.named_parameters():
                 if name in self.machine_only_names:
                     p.grad = None
-        if self.cfg.clip_grad:
-            torch.nn.utils.clip_grad_norm_(
-                [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.clip_grad
-            )
-        self.optimizer.step()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad or float("inf"))
+        # One non-finite gradient would poison every weight through Adam's moments: skip the
+        # step instead, and count it in the log.
+        finite = bool(torch.isfinite(norm))
+        if finite:
+            self.optimizer.step()
+        terms["skipped"] = torch.tensor(0.0 if finite else 1.0)
         if self.stage == 1:
             aux = self.model.aux_loss()
             self.aux_optimizer.zero_grad(set_to_none=True)
             aux.backward()
-            self.aux_optimizer.step()
+            if torch.isfinite(aux):
+                self.aux_optimizer.step()
             terms["aux"] = aux.detach()
         self.step += 1
         record = {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,57 @@
+"""Copies what scripts/device/schedule.sh has made so far into OUT, within the device tool's limits
+(16 MiB a file, 64 MiB in all): the furthest phase's model state only, transforms in float16 and
+the entropy model exact (what the export keeps), the ablation as its difference from the L_sem
+run, larger files in 15 MiB parts (`cat NAME.part-* > NAME` joins them), and every run's log.
+
+    python scripts/device/collect.py OUT
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+RUNS = Path(os.environ.get("R", "/tmp/runs"))
+EXACT = ("entropy_bottleneck.", "gaussian_conditional.")
+PART = 15 * 2**20
+
+
+def slim(path: Path) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = {k: (v.half() if v.is_floating_point() and not k.startswith(EXACT) else v)
+             for k, v in state["model"].items()}
+    return {"model": model, "step": state["step"], "config": state["config"]}
+
+
+def save(obj: dict, path: Path) -> None:
+    torch.save(obj, path)
+    if path.stat().st_size > PART:
+        subprocess.run(["split", "-b", str(PART), str(path), f"{path}.part-"], check=True)
+        path.unlink()
+
+
+def main(out: Path) -> None:
+    logs = [json.dumps(dict(json.loads(line), run=run)) + "\n"
+            for run in ("s1", "decay", "s2h", "s2m", "s2n") if (RUNS / run / "log.jsonl").exists()
+            for line in open(RUNS / run / "log.jsonl")]
+    (out / "logs.jsonl").write_text("".join(logs))
+    if (RUNS / "s2m/last.pt").exists() and (RUNS / "s2n/last.pt").exists():
+        machine, ablation = slim(RUNS / "s2m/last.pt"), slim(RUNS / "s2n/last.pt")
+        ablation["model"] = {k: v for k, v in ablation["model"].items()
+                             if not torch.equal(v, machine["model"][k])}
+        save(machine, out / "s2m.pt")
+        save(ablation, out / "s2n-diff.pt")
+    elif (RUNS / "s2h/last.pt").exists():
+        save(slim(RUNS / "s2h/last.pt"), out / "s2h.pt")
+    elif (RUNS / "STAGE1_DONE").exists():
+        save(slim(RUNS / "decay/last.pt"), out / "decay.pt")
+    elif (RUNS / "s1/last.pt").exists():
+        save(slim(RUNS / "s1/last.pt"), out / "s1.pt")
+    print("collected:", sorted(p.name for p in out.iterdir()))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

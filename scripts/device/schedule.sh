@@ -1,0 +1,52 @@
+#!/bin/bash
+# The whole training schedule on a lent GPU machine, by wall time, from a packed model state
+# (scripts/pack_for_device.py): stage 1 for T1 s, the lr/10 decay for TD s (a step count measured
+# from stage 1's speed), stage-2 human sessions for TH s, then stage-2 machine sessions with and
+# without L_sem, side by side, to the same step (about TM s). Run directories go under R;
+# R/STAGE1_DONE and R/DONE mark progress for scripts/device/collect.py.
+#
+# This is what made steps 17,600-36,568 of the shipped weights (stage 1 and the human sessions;
+# the machine sessions then ran on the CPU), with T1=400 TD=120 TH=150 on an H100.
+set -f  # train=[...] must not glob
+T1=${T1:-400}; TD=${TD:-120}; TH=${TH:-100}; TM=${TM:-180}
+R=${R:-/tmp/runs}; mkdir -p $R/{s1,decay,s2h,s2m,s2n}
+export PYTHONUNBUFFERED=1
+C="configs/gpu.toml train=[\".devcarry/train\"] val=.devcarry/val $EXTRA"
+ARCH=ugicm-hpa-128-192-r10
+tr() { python3 -m ugicm_codec.training $C "$@"; }
+stop() { pkill -TERM -f "run_dir=$R/$1 "; wait; }  # the trainer saves on SIGTERM
+step() { python3 -c "import torch; print(torch.load('$1', map_location='cpu', weights_only=True)['step'])"; }
+speed() { python3 -c "
+import json; r=[json.loads(l) for l in open('$1') if '\"train\"' in l]; r=r[2:] or r
+print(sum(x['sec_per_step'] for x in r) / len(r))"; }
+steps_in() { python3 -c "print(max(100, int($1 / ($2)) // 100 * 100))"; }
+
+tr run_dir=$R/s1 init=.devcarry/model.pt stage1_steps=100000000 stage2_steps=0 > $R/s1/out.log 2>&1 &
+sleep 100  # a run that skips most steps is not worth the machine's time
+python3 -c "
+import json; r=[json.loads(l) for l in open('$R/s1/log.jsonl') if '\"train\"' in l][-1]
+print('check', r); raise SystemExit(r.get('skipped', 1) > 0.2)" || { stop s1; echo FAILED; touch $R/DONE; exit 1; }
+sleep $((T1 - 100)); stop s1
+S0=$(step $R/s1/last.pt); S1=$((S0 + $(steps_in $TD "$(speed $R/s1/log.jsonl)")))
+echo "stage 1 ended at $S0; decay to $S1" | tee $R/plan.txt
+cp $R/s1/last.pt $R/decay/last.pt  # resumed with its optimizer state
+tr run_dir=$R/decay "lr_milestones=[$S0]" stage1_steps=$S1 stage2_steps=0 > $R/decay/out.log 2>&1
+touch $R/STAGE1_DONE
+
+tr run_dir=$R/s2h arch=$ARCH init=$R/decay/last.pt stage1_steps=$S1 stage2_steps=100000000 \
+  stage2_sessions=human > $R/s2h/out.log 2>&1 &
+sleep $TH; stop s2h
+echo "human sessions ended at $(step $R/s2h/last.pt)" | tee -a $R/plan.txt
+
+# Probe the L_sem run's speed alone, then run both to the same step: a fair ablation.
+machine() { tr run_dir=$R/$1 arch=$ARCH init=$R/s2h/last.pt stage1_steps=$S1 stage2_steps=$2 \
+  stage2_sessions=machine semantic=$3 >> $R/$1/out.log 2>&1; }
+machine s2m 100000000 true & sleep 60; stop s2m
+N=$(( $(step $R/s2m/last.pt) - S1 + $(steps_in $((TM - 60)) "$(speed $R/s2m/log.jsonl) * 1.25") ))
+echo "machine sessions: both to stage-2 step $N" | tee -a $R/plan.txt
+machine s2m $N true & A=$!
+machine s2n $N false & B=$!
+( sleep $((TM + 120)); pkill -TERM -f "stage2_sessions=machine" ) & W=$!
+wait $A $B; kill $W 2>/dev/null
+echo "machine sessions ended at $(step $R/s2m/last.pt) / $(step $R/s2n/last.pt)" | tee -a $R/plan.txt
+touch $R/DONE
