@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--kodak", type=Path,
                         help="results.json of `ugicm eval` on Kodak with these weights: its figures are recorded")
     parser.add_argument("--note", default="")
+    parser.add_argument("--data", nargs="+",
+                        help="the training sets to record when the checkpoint's config names a packed "
+                             "copy (scripts/pack_for_device.py's .devcarry/train)")
     args = parser.parse_args()
 
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
@@ -76,7 +79,7 @@ def main() -> None:
         "batch_size": cfg["batch_size"],
         "crop": cfg["crop"],
         "lambdas": list(model.arch.lambdas),
-        "data": cfg["train"],
+        "data": args.data or cfg["train"],
         "teacher": cfg["teacher"] if cfg.get("semantic", True) else None,
         "semantic_weight": cfg["semantic_weight"],
         "exported": datetime.date.today().isoformat(),
