@@ -395,3 +395,29 @@ def test_device_collect_brings_back_the_furthest_phase_small(tmp_path, monkeypat
     ablation = torch.load(out / "s2n-diff.pt", weights_only=True)["model"]
     assert list(ablation) == ["preference.w"]
     assert len((out / "logs.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_float16_state_keeps_the_likelihood_bounds():
+    """Device checkpoints travel in float16 (pack_for_device.py, collect.py), where the 1e-9
+    likelihood bounds underflow to 0; loading keeps the constructed constants, so no likelihood
+    reaches 0 and no rate term becomes infinite (the weights shipped at step 55,484 hold such
+    zeros: the bounds only matter to forward(), not to the coded bitstreams)."""
+    import torch
+
+    from ugicm_codec.models import build_model
+
+    model = build_model("ugicm-hp-tiny")
+    half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    assert half["gaussian_conditional.likelihood_lower_bound.bound"].item() == 0
+    fresh = build_model("ugicm-hp-tiny")
+    fresh.load_state_dict(half)
+    for name in ("gaussian_conditional.likelihood_lower_bound.bound",
+                 "entropy_bottleneck.likelihood_lower_bound.bound"):
+        assert fresh.state_dict()[name].item() == pytest.approx(1e-9)
+    likelihoods = fresh.gaussian_conditional(torch.full((1, 4, 2, 2), 1e4), torch.full((1, 4, 2, 2), 0.2))[1]
+    assert likelihoods.min().item() == pytest.approx(1e-9)
+    if (ROOT / "weights" / "manifest.json").exists():
+        from ugicm_codec.weights import load_model, locate
+
+        bounds = load_model(locate(ROOT / "weights")).gaussian_conditional.likelihood_lower_bound.bound
+        assert bounds.item() == pytest.approx(1e-9)

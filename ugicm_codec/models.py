@@ -34,6 +34,12 @@ from .layers import (
 )
 
 SCALE_TABLE_LEVELS = 256
+# The entropy models' likelihood bounds (1e-9) are buffers set from a constructor constant, not
+# learned. Stored in float16 (a packed or collected device checkpoint), they become 0: a likelihood
+# of exactly 0 then gives an infinite rate term and a skipped step, 1-6 % of the steps of both GPU
+# leases. So loading keeps the constructed value, whatever a file holds. They only bound forward()'s
+# likelihoods: the coded bitstreams never see them.
+CONSTANT_BUFFERS = (".likelihood_lower_bound.bound",)
 
 # CompressAI's MSE lambdas for its quality 1..6 (plus one below and one above), on 0-255 scale.
 DEFAULT_LAMBDAS = (0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932)
@@ -137,6 +143,12 @@ class UGICM(CompressionModel):
         self.preference = PreferenceEmbedding(dim=arch.embed_dim, rate_aware=arch.anchored)
         self.register_buffer("lambdas", lambdas.float(), persistent=False)
         self.exact_h_s = ExactStack(self.h_s)
+
+    def load_state_dict(self, state_dict, strict=True):
+        own = self.state_dict()
+        state = {k: own[k].to(v.device) if k.endswith(CONSTANT_BUFFERS) and k in own else v
+                 for k, v in state_dict.items()}
+        return super().load_state_dict(state, strict=strict)
 
     # ----------------------------------------------------------------- rate ladder
     @property
