@@ -3,10 +3,11 @@
     python scripts/pack_for_device.py ~/.cache/ugicm/runs/main10/last.pt --out .devcarry
 
 The device machine sees the repository, not ../shared, and takes at most 64 MiB of carried
-files. This writes ``OUT/model.pt`` (the model state alone, float16: the optimizer restarts) and
-``OUT/train/`` (the training images re-encoded as JPEG quality 85), ``OUT/val/`` (the fixed
-validation crops, lossless), and checks the total with the wheels in ``.whl`` and the tracked
-files (move ``weights/*.safetensors`` aside while the device tool sends the tree: they count).
+files. This writes ``OUT/model.pt`` (the model state alone, as weights.compact_state stores it:
+the optimizer restarts), ``OUT/train/`` (the training images re-encoded as JPEG quality 85),
+``OUT/val/`` (the fixed validation crops, lossless), and checks the total with the wheels in
+``.whl`` and the tracked files (move ``weights/*.safetensors`` aside while the device tool sends
+the tree: they count).
 Then, with the device tool, ``bash scripts/device/call.sh`` carrying ``.devcarry`` and ``.whl``
 (scripts/device/schedule.sh runs the schedule; scripts/device/collect.py brings it back).
 """
@@ -22,6 +23,7 @@ from PIL import Image
 
 from ugicm_codec.training.config import TrainConfig
 from ugicm_codec.training.data import list_images, validation_images
+from ugicm_codec.weights import compact_state
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 64 * 1024 * 1024
@@ -37,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    model = {k: (v.half() if v.is_floating_point() else v) for k, v in state["model"].items()}
+    model = compact_state(state["model"])
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model, "step": state["step"], "config": state["config"]}, args.out / "model.pt")
 

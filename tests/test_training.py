@@ -398,8 +398,8 @@ def test_device_collect_brings_back_the_furthest_phase_small(tmp_path, monkeypat
 
 
 def test_a_float16_state_keeps_the_likelihood_bounds():
-    """Device checkpoints travel in float16 (pack_for_device.py, collect.py), where the 1e-9
-    likelihood bounds underflow to 0; loading keeps the constructed constants, so no likelihood
+    """A state stored wholly in float16 (as device checkpoints were packed) has its 1e-9
+    likelihood bounds at 0; loading keeps the constructed constants, so no likelihood
     reaches 0 and no rate term becomes infinite (the weights shipped at step 55,484 hold such
     zeros: the bounds only matter to forward(), not to the coded bitstreams)."""
     import torch

@@ -35,10 +35,11 @@ from .layers import (
 
 SCALE_TABLE_LEVELS = 256
 # The entropy models' likelihood bounds (1e-9) are buffers set from a constructor constant, not
-# learned. Stored in float16 (a packed or collected device checkpoint), they become 0: a likelihood
-# of exactly 0 then gives an infinite rate term and a skipped step, 1-6 % of the stage-1 steps of
-# both GPU leases. So loading keeps the constructed value, whatever a file holds. They only bound
-# forward()'s likelihoods: the coded bitstreams never see them.
+# learned. Stored in float16 (as the first two GPU leases packed their states), they become 0: a
+# likelihood of exactly 0 then gives an infinite rate term and a skipped step, 1-6 % of the
+# stage-1 steps of both leases, and those zeros are in the weights shipped at step 55,484. So
+# loading keeps the constructed value, whatever a file holds. They only bound forward()'s
+# likelihoods: the coded bitstreams never see them.
 CONSTANT_BUFFERS = (".likelihood_lower_bound.bound",)
 
 # CompressAI's MSE lambdas for its quality 1..6 (plus one below and one above), on 0-255 scale.

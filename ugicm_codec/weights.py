@@ -148,6 +148,14 @@ def load_model(info: WeightsInfo):
     return model
 
 
+def compact_state(state: dict) -> dict:
+    """A model state as it is stored (shipped weights, device checkpoints): transforms in float16,
+    the entropy model exact (its CDF tables, and likelihood bounds that float16 would zero)."""
+    exact = ("entropy_bottleneck.", "gaussian_conditional.")
+    return {k: v.half() if v.is_floating_point() and not k.startswith(exact) else v
+            for k, v in state.items()}
+
+
 def export(model, path: Path | str, half: bool = True) -> str:
     """Writes a model as safetensors: transforms in float16, the entropy model exact (float32 and
     int32 CDF tables, computed here once so every decoder uses the very same tables)."""
@@ -156,12 +164,8 @@ def export(model, path: Path | str, half: bool = True) -> str:
     path = Path(path)
     model = model.cpu().eval()
     model.update(force=True)
-    state = {}
-    for key, value in model.state_dict().items():
-        exact = key.startswith(("entropy_bottleneck.", "gaussian_conditional."))
-        if half and value.is_floating_point() and not exact:
-            value = value.half()
-        state[key] = value.contiguous()
+    state = model.state_dict()
+    state = {k: v.contiguous() for k, v in (compact_state(state) if half else state).items()}
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata={"architecture": model.arch.name})
     os.chmod(tmp, 0o644)

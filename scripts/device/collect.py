@@ -14,16 +14,15 @@ from pathlib import Path
 
 import torch
 
+from ugicm_codec.weights import compact_state
+
 RUNS = Path(os.environ.get("R", "/tmp/runs"))
-EXACT = ("entropy_bottleneck.", "gaussian_conditional.")
 PART = 15 * 2**20
 
 
 def slim(path: Path) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = {k: (v.half() if v.is_floating_point() and not k.startswith(EXACT) else v)
-             for k, v in state["model"].items()}
-    return {"model": model, "step": state["step"], "config": state["config"]}
+    return {"model": compact_state(state["model"]), "step": state["step"], "config": state["config"]}
 
 
 def save(obj: dict, path: Path) -> None:
