@@ -85,6 +85,9 @@ def main() -> None:
         "exported": datetime.date.today().isoformat(),
         "note": args.note,
     }
+    if "context_steps" in cfg:  # scripts/train_context.py: the entropy model refitted, step unchanged
+        entry["context_steps"] = cfg["context_steps"]
+        entry["context_crops"] = cfg["context_crops"]
     if args.kodak:
         entry["kodak"] = kodak_figures(json.loads(args.kodak.read_text()), digest)
     manifest["default"] = cfg["arch"]

@@ -43,3 +43,38 @@ def source_image():
     from PIL import Image
 
     return Image.open(GOLDEN / "source.png").convert("RGB")
+
+
+CONTEXT_ARCH = "ugicm-hpac-tiny-r10"
+
+
+def grown_context_model(trained: bool):
+    """(the golden tiny model, it grown into CONTEXT_ARCH): with ``trained``, the context's
+    refinement is moved off zero, as training does, so the context changes the coding."""
+    import torch
+
+    from ugicm_codec.models import build_model
+    from ugicm_codec.weights import load_model, locate
+
+    parent = load_model(locate(GOLDEN / "tiny"))
+    model = build_model(CONTEXT_ARCH)
+    keys = model.load_state_dict(model.grown_state_dict(parent.state_dict()), strict=False)
+    assert not keys.unexpected_keys and set(keys.missing_keys) <= model.growable_parameter_names()
+    if trained:
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in model.context.refine[-1].parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    model.update(force=True)
+    return parent, model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def context_codec(tmp_path_factory):
+    """A codec of the tiny context model, with entropy tiles of 2 z samples (several per image)."""
+    from ugicm_codec.codec import Codec
+    from ugicm_codec.weights import export
+
+    path = tmp_path_factory.mktemp("context") / f"{CONTEXT_ARCH}.safetensors"
+    export(grown_context_model(trained=True)[1], path)
+    return Codec(weights=path, device="cpu", entropy_tile=2)

@@ -197,8 +197,10 @@ def test_model_mismatch_refused(tiny_codec, source_image):
         tiny_codec.decode(container.build(other))
 
 
-def test_garbage_payload_with_valid_crc_is_an_error_or_an_image(tiny_codec, source_image):
+@pytest.mark.parametrize("codec_fixture", ["tiny_codec", "context_codec"])
+def test_garbage_payload_with_valid_crc_is_an_error_or_an_image(codec_fixture, source_image, request):
     """A crafted file (valid CRC, random rANS bytes) must end in FormatError or a normal image."""
+    tiny_codec = request.getfixturevalue(codec_fixture)
     f = container.parse(tiny_codec.encode(source_image))
     rng = np.random.default_rng(0)
     for _ in range(20):

@@ -67,9 +67,12 @@ def test_decode_is_independent_of_threads_and_order(tiny_codec):
     assert np.array_equal(alone, after)
 
 
-@pytest.mark.parametrize("size", [None, (768, 512)])
-def test_default_model_decode_thread_independent(default_codec, source_image, size):
-    # Kodak-sized: two synthesis tiles. With IGDN's 1x1 convolution, one pixel of the small image differed.
+@pytest.mark.parametrize("codec_fixture, size", [("default_codec", None), ("default_codec", (768, 512)),
+                                                 ("context_codec", (200, 136))])
+def test_decode_thread_independent(codec_fixture, source_image, size, request):
+    # Kodak-sized: two synthesis tiles. With IGDN's 1x1 convolution, one pixel of the small image
+    # differed. The context model's exact two-pass parse, over several entropy tiles, too.
+    default_codec = request.getfixturevalue(codec_fixture)
     image = source_image if size is None else source_image.resize(size, Image.BICUBIC)
     data = default_codec.encode(image, quality=50)
     threads = torch.get_num_threads()

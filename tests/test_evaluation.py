@@ -228,3 +228,18 @@ def test_task_metric_at_matched_rate():
     assert rows[1]["baselines"]["webp"] is None
     machine_only = matched_task_table({"ugicm/machine": curves["ugicm/machine"]})
     assert [(r["human"], r["machine"]) for r in machine_only] == [(None, 0.56), (None, 0.81)]
+
+
+def test_paired_sign_test_of_readme_results():
+    """scripts/readme_results.py's exact sign test: known binomial tails."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.sign_test(0, 5) == 2 / 32
+    assert module.sign_test(3, 3) == 1.0 and module.sign_test(0, 0) == 1.0
+    assert abs(module.sign_test(30, 13) - 0.0141) < 1e-3  # 2·P(X ≤ 13), X ~ Bin(43, 1/2)
+    assert module.sign_test(13, 30) == module.sign_test(30, 13)

@@ -4,6 +4,9 @@ preference-conditioned (PCDM) synthesis transform.
     x ─g_a─► y ─×gain(level)─► y' ─h_a─► z ─Q─► ẑ ─h_s (exact)─► (scales, means) ─GC─► ŷ'
     ŷ' ─×inverse_gain(level)─► ŷ ─g_s(·, PCDM(beta[, level]))─► x̂
 
+With ``context``, the Gaussian conditional's parameters are also refined from a checkerboard
+context of already decoded latents (``entropy.CheckerboardContext``).
+
 ``forward()`` is the differentiable training path; ``compress()``/``decompress()`` produce and read
 real rANS bitstreams with the same entropy model. The entropy side (ẑ, h_s, the CDF tables and the
 coder) always runs on the CPU with exact arithmetic, so the bitstream decodes identically wherever
@@ -23,6 +26,7 @@ from compressai.models.base import CompressionModel, get_scale_table
 from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 
+from .entropy import CheckerboardContext
 from .layers import (
     ExactStack,
     MachineAdapter,
@@ -99,6 +103,7 @@ class Architecture:
     anchored: bool = False
     adapters: bool = False  # MachineAdapter blocks in g_s (needs residual and anchored)
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+    context: bool = False  # checkerboard spatial context in the entropy model
 
     def __post_init__(self):
         if self.adapters and not (self.residual and self.anchored):
@@ -144,6 +149,7 @@ class UGICM(CompressionModel):
         self.preference = PreferenceEmbedding(dim=arch.embed_dim, rate_aware=arch.anchored)
         self.register_buffer("lambdas", lambdas.float(), persistent=False)
         self.exact_h_s = ExactStack(self.h_s)
+        self.context = CheckerboardContext(M) if arch.context else None
 
     def load_state_dict(self, state_dict, strict=True):
         own = self.state_dict()
@@ -175,6 +181,14 @@ class UGICM(CompressionModel):
             for prefix, module in self.named_modules() if isinstance(module, kinds)
             for name, _ in module.named_parameters()
         }
+
+    def growable_parameter_names(self) -> set[str]:
+        """Parameters that weights of a smaller architecture may lack, since they start as a
+        no-op: the PCDM's and the checkerboard context's (whose refinement starts at zero)."""
+        names = self.preference_parameter_names()
+        if self.context is not None:
+            names |= {f"context.{n}" for n, _ in self.context.named_parameters()}
+        return names
 
     def machine_only_parameter_names(self) -> set[str]:
         """Parameters that cannot change the beta=0 decode: with an anchored PCDM, the embedding,
@@ -239,22 +253,33 @@ class UGICM(CompressionModel):
         y = self.g_a(x).float()
         # Likelihoods and the entropy model stay in float32 even under bf16 autocast.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            y = y * self.rate.gain(level)
-            z = self.h_a(y)
-            z_hat, z_likelihoods = self.entropy_bottleneck(z)
-            scales, means = self.h_s(z_hat).chunk(2, 1)
-            _, y_likelihoods = self.gaussian_conditional(y, scales, means)
-            # Mixed quantization (Minnen & Singh 2020): noise for the rate term, rounding with a
-            # straight-through gradient for what the decoder sees, as at test time.
-            y_hat = quantize_ste(y - means) + means
+            y_hat, likelihoods = self.latent_forward(y, level)
             y_hat = y_hat * self.rate.inverse_gain(level)
         x_hat = self.g_s(y_hat, self.conditioning(beta, level))
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return {"x_hat": x_hat, "likelihoods": likelihoods}
+
+    def latent_forward(self, y: torch.Tensor, level: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """(ŷ', likelihoods of y' and z) from y = g_a(x): the entropy model's part of forward()."""
+        y = y * self.rate.gain(level)
+        z = self.h_a(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        params = self.h_s(z_hat)
+        if self.context is not None:
+            params = self.context(y, params)
+        scales, means = params.chunk(2, 1)
+        _, y_likelihoods = self.gaussian_conditional(y, scales, means)
+        # Mixed quantization (Minnen & Singh 2020): noise for the rate term, rounding with a
+        # straight-through gradient for what the decoder sees, as at test time.
+        y_hat = quantize_ste(y - means) + means
+        return y_hat, {"y": y_likelihoods, "z": z_likelihoods}
 
     # ----------------------------------------------------------------- bitstream path
     def entropy_parameters(self, z_hat: torch.Tensor):
         """(indexes, means) of y' from ẑ, bit-exact on any machine (CPU, float64 fixed point)."""
-        params = self.exact_h_s(z_hat)
+        return self.split_parameters(self.exact_h_s(z_hat))
+
+    def split_parameters(self, params: torch.Tensor):
+        """(indexes, means) from exact entropy parameters (σ ‖ μ, float64)."""
         scales, means = params.float().chunk(2, 1)
         gc = self.gaussian_conditional
         # CompressAI's build_indexes counts table entries >= σ in a Python loop, one pass per level
@@ -280,10 +305,14 @@ class UGICM(CompressionModel):
         y = y.cpu()
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        indexes, means = self.entropy_parameters(z_hat)
-        y_strings = self.gaussian_conditional.compress(y, indexes, means)
+        if self.context is not None:
+            y_string = self.context.compress(y, self.exact_h_s(z_hat), self.split_parameters,
+                                             self.gaussian_conditional)
+        else:
+            indexes, means = self.entropy_parameters(z_hat)
+            y_string = self.gaussian_conditional.compress(y, indexes, means)[0]
         return {
-            "strings": [y_strings[0], z_strings[0]],
+            "strings": [y_string, z_strings[0]],
             "y_shape": tuple(y.shape[-2:]),
             "z_shape": tuple(z.shape[-2:]),
         }
@@ -297,8 +326,11 @@ class UGICM(CompressionModel):
         zh, zw = z_shape
         z_string = guard_stream(z_string, self.arch.N * zh * zw)
         z_hat = self.entropy_bottleneck.decompress([z_string], (zh, zw))
+        y_string = guard_stream(y_string, self.arch.M * 16 * zh * zw)
+        if self.context is not None:
+            return self.context.decompress(y_string, self.exact_h_s(z_hat), self.split_parameters,
+                                           self.gaussian_conditional)
         indexes, means = self.entropy_parameters(z_hat)
-        y_string = guard_stream(y_string, indexes.numel())
         return self.gaussian_conditional.decompress([y_string], indexes, means=means)
 
     @torch.no_grad()
@@ -342,6 +374,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "ugicm-hp-128-192-r10": Architecture("ugicm-hp-128-192-r10", N=128, M=192, lambdas=WIDE_LAMBDAS),
     "ugicm-hpa-128-192-r10": Architecture("ugicm-hpa-128-192-r10", N=128, M=192, residual=True,
                                           anchored=True, adapters=True, lambdas=WIDE_LAMBDAS),
+    # The same with a checkerboard context in the entropy model; grows from it, coding alike
+    # until trained (entropy.CheckerboardContext).
+    "ugicm-hpac-128-192-r10": Architecture("ugicm-hpac-128-192-r10", N=128, M=192, residual=True,
+                                           anchored=True, adapters=True, lambdas=WIDE_LAMBDAS,
+                                           context=True),
     # Tiny variants for tests and smoke runs.
     "ugicm-hp-tiny": Architecture("ugicm-hp-tiny", N=16, M=24, embed_dim=16),
     "ugicm-hpr-tiny": Architecture("ugicm-hpr-tiny", N=16, M=24, embed_dim=16, residual=True),
@@ -349,6 +386,8 @@ ARCHITECTURES: dict[str, Architecture] = {
                                    anchored=True, adapters=True),
     "ugicm-hpa-tiny-r10": Architecture("ugicm-hpa-tiny-r10", N=16, M=24, embed_dim=16, residual=True,
                                        anchored=True, adapters=True, lambdas=WIDE_LAMBDAS),
+    "ugicm-hpac-tiny-r10": Architecture("ugicm-hpac-tiny-r10", N=16, M=24, embed_dim=16, residual=True,
+                                        anchored=True, adapters=True, lambdas=WIDE_LAMBDAS, context=True),
 }
 
 

@@ -36,7 +36,7 @@ from .teachers import build_teacher
 CHECKPOINT = "last.pt"
 
 
-def _atomic_save(obj, path: Path) -> None:
+def atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -99,8 +99,8 @@ class Trainer:
         self.stage = 2 if stage2 else 1
         m = self.model
         if stage2:
-            frozen = [m.g_a, m.h_a, m.h_s, m.entropy_bottleneck, m.gaussian_conditional]
-            for module in frozen:
+            frozen = [m.g_a, m.h_a, m.h_s, m.entropy_bottleneck, m.gaussian_conditional, m.context]
+            for module in filter(None, frozen):
                 module.requires_grad_(False)
             m.rate.log_gain.requires_grad_(False)
         # What beta=1 alone may move: with an anchored PCDM, exactly what cannot change the
@@ -154,7 +154,7 @@ class Trainer:
     def save(self) -> None:
         if self.rank != 0:
             return
-        _atomic_save(
+        atomic_save(
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -196,10 +196,11 @@ class Trainer:
         schedule (warm-up, stages) continues where that model was."""
         state = torch.load(Path(path).expanduser(), map_location=self.device, weights_only=True)
         weights = {k: (v.float() if v.is_floating_point() else v) for k, v in state["model"].items()}
-        # A larger architecture may grow from a smaller one's weights, but only by PCDM modules,
-        # which start as a no-op: anything else missing, or any weight left over, is a mismatch.
+        # A larger architecture may grow from a smaller one's weights, but only by modules that
+        # start as a no-op (PCDM, checkerboard context): anything else missing, or any weight
+        # left over, is a mismatch.
         keys = self.model.load_state_dict(self.model.grown_state_dict(weights), strict=False)
-        missing_trained = set(keys.missing_keys) - self.model.preference_parameter_names()
+        missing_trained = set(keys.missing_keys) - self.model.growable_parameter_names()
         if keys.unexpected_keys or missing_trained:
             raise ValueError(f"{path} does not fit {self.cfg.arch}: {len(keys.unexpected_keys)} "
                              f"unexpected and {len(missing_trained)} missing weights")

@@ -1,0 +1,77 @@
+"""The checkerboard-context entropy model (entropy.CheckerboardContext): a grown model codes like
+its parent until trained; once trained, its one-stream two-pass bitstream round-trips exactly and
+matches forward()'s rate. (Thread independence and hostile payloads: test_determinism and
+test_codec, with the ``context_codec`` fixture.)"""
+
+import numpy as np
+import torch
+
+from conftest import CONTEXT_ARCH, GOLDEN, grown_context_model
+from ugicm_codec.models import bits_per_pixel, build_model
+
+
+def _x(image, size=(256, 256)):
+    return torch.from_numpy(np.array(image.resize(size))).permute(2, 0, 1)[None].float() / 255
+
+
+def test_a_grown_context_model_codes_like_its_parent(source_image):
+    parent, grown = grown_context_model(trained=False)
+    x = _x(source_image)
+    for level in (2.0, 0.9 * grown.max_level):  # the parent's ladder is the grown one's from 2 up
+        a = parent.compress(x, level - 2)
+        b = grown.compress(x, level)
+        ya = parent.decompress_latent(a["strings"][0], a["strings"][1], a["z_shape"])
+        yb = grown.decompress_latent(b["strings"][0], b["strings"][1], b["z_shape"])
+        assert torch.equal(ya, yb) and ya.abs().sum() > 0
+
+
+def test_a_trained_context_round_trips_and_matches_forward(source_image):
+    _, model = grown_context_model(trained=True)
+    x = _x(source_image)
+    level = 0.9 * model.max_level
+    out = model.compress(x, level)
+    y = model.analysis(x) * model.rate.gain(torch.tensor([level]))
+    y_hat = model.decompress_latent(out["strings"][0], out["strings"][1], out["z_shape"])
+    assert (y_hat - y).abs().max() <= 0.5 + 1e-4  # every symbol decoded as coded
+    estimated = bits_per_pixel(model(x, torch.tensor([level]), torch.zeros(1))["likelihoods"], 1).item()
+    actual = 8 * sum(len(s) for s in out["strings"])
+    assert abs(actual - estimated) <= 0.05 * estimated + 64
+    # The context changed the entropy parameters: the stream is not the context-free one.
+    parent, plain = grown_context_model(trained=False)
+    assert out["strings"][0] != plain.compress(x, level)["strings"][0]
+
+
+def test_fitting_a_context_to_frozen_transforms_resumes_and_grafts(tmp_path):
+    """scripts/train_context.py: a smoke run that checkpoints, resumes, leaves the transforms
+    untouched, and grafts its entropy model onto another checkpoint."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    parent = build_model("ugicm-hpa-tiny-r10")
+    cfg = {"arch": "ugicm-hpa-tiny-r10", "stage1_steps": 5, "batch_size": 2, "crop": 64,
+           "train": ["x"], "teacher": "efficientnet-lite0", "semantic_weight": 1.0}
+    torch.save({"model": parent.state_dict(), "step": 10, "config": cfg}, tmp_path / "init.pt")
+    run = tmp_path / "run"
+    base = [sys.executable, str(ROOT / "scripts" / "train_context.py"), str(tmp_path / "init.pt"),
+            "--run-dir", str(run), "--arch", CONTEXT_ARCH, "--data", str(GOLDEN / "source.png"),
+            "--val", str(GOLDEN), "--crops", "8", "--crop", "64", "--batch-size", "4",
+            "--log-every", "2", "--threads", "1"]
+    first = subprocess.run(base + ["--max-steps", "2"], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(base + ["--max-steps", "4"], capture_output=True, text=True)
+    assert "resumed at context step 2" in second.stdout, second.stderr
+    logs = [json.loads(line) for line in (run / "logs.jsonl").read_text().splitlines()]
+    assert [r["context_steps"] for r in logs] == [2, 4]
+    fitted = torch.load(run / "last.pt", weights_only=True)
+    assert fitted["step"] == 10 and fitted["config"]["context_steps"] == 4
+    assert fitted["model"]["context.refine.4.weight"].abs().sum() > 0  # trained away from zero
+    for name, value in parent.state_dict().items():
+        if name.startswith(("g_a.", "g_s.", "rate.")):
+            assert torch.equal(fitted["model"][name], value), name
+    graft = subprocess.run(base + ["--graft-to", str(tmp_path / "graft.pt")], capture_output=True, text=True)
+    assert graft.returncode == 0, graft.stderr
+    grafted = torch.load(tmp_path / "graft.pt", weights_only=True)["model"]
+    assert torch.equal(grafted["context.refine.4.weight"], fitted["model"]["context.refine.4.weight"])
