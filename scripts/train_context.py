@@ -68,8 +68,7 @@ def estimated_bits(model, y: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
 def graft(fitted: dict, other: dict, arch: str, out: Path) -> None:
     """``other``'s transforms with ``fitted``'s entropy model (refused unless g_a is the same)."""
     model = build_model(arch)
-    weights = {k: (v.float() if v.is_floating_point() else v) for k, v in other["model"].items()}
-    model.load_state_dict(model.grown_state_dict(weights), strict=False)
+    model.load_grown_state_dict(other["model"])
     state = model.state_dict()
     if any(not torch.equal(v.float(), state[k]) for k, v in fitted["model"].items() if k.startswith("g_a.")):
         raise SystemExit("the two checkpoints have different analysis transforms")
@@ -110,10 +109,10 @@ def main() -> None:
 
     parent = torch.load(args.init.expanduser(), map_location="cpu", weights_only=True)
     model = build_model(args.arch)
-    weights = {k: (v.float() if v.is_floating_point() else v) for k, v in parent["model"].items()}
-    keys = model.load_state_dict(model.grown_state_dict(weights), strict=False)
-    if keys.unexpected_keys or set(keys.missing_keys) - model.growable_parameter_names():
-        raise SystemExit(f"{args.init} does not fit {args.arch}")
+    try:
+        model.load_grown_state_dict(parent["model"])
+    except ValueError as e:
+        raise SystemExit(f"{args.init} does not fit {args.arch}: {e}") from None
     model.requires_grad_(False)
     trained = entropy_side(model)
     for _, p in trained:

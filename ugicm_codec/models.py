@@ -230,6 +230,18 @@ class UGICM(CompressionModel):
         state[key] = widened
         return state
 
+    def load_grown_state_dict(self, state: dict) -> int:
+        """Loads weights of this architecture or of a smaller one it grows from (see
+        ``grown_state_dict``) and returns how many tensors start as a no-op. Only modules that
+        start as a no-op may be missing (``growable_parameter_names``); anything else missing, or
+        any weight left over, is a mismatch (ValueError)."""
+        weights = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+        keys = self.load_state_dict(self.grown_state_dict(weights), strict=False)
+        missing = set(keys.missing_keys) - self.growable_parameter_names()
+        if keys.unexpected_keys or missing:
+            raise ValueError(f"{len(keys.unexpected_keys)} unexpected and {len(missing)} missing weights")
+        return len(keys.missing_keys)
+
     def _extend_rate_ladder(self, state: dict) -> dict:
         """Weights of a ladder that this one continues downwards (ugicm-*-r10 from the 8-point
         ladder): the trained points keep their gains, and each new point starts where the

@@ -195,16 +195,12 @@ class Trainer:
         """Starts from a model state alone (no optimizer state), keeping its step count so the
         schedule (warm-up, stages) continues where that model was."""
         state = torch.load(Path(path).expanduser(), map_location=self.device, weights_only=True)
-        weights = {k: (v.float() if v.is_floating_point() else v) for k, v in state["model"].items()}
         # A larger architecture may grow from a smaller one's weights, but only by modules that
-        # start as a no-op (PCDM, checkerboard context): anything else missing, or any weight
-        # left over, is a mismatch.
-        keys = self.model.load_state_dict(self.model.grown_state_dict(weights), strict=False)
-        missing_trained = set(keys.missing_keys) - self.model.growable_parameter_names()
-        if keys.unexpected_keys or missing_trained:
-            raise ValueError(f"{path} does not fit {self.cfg.arch}: {len(keys.unexpected_keys)} "
-                             f"unexpected and {len(missing_trained)} missing weights")
-        self.grown = len(keys.missing_keys)
+        # start as a no-op (PCDM, checkerboard context).
+        try:
+            self.grown = self.model.load_grown_state_dict(state["model"])
+        except ValueError as e:
+            raise ValueError(f"{path} does not fit {self.cfg.arch}: {e}") from None
         self.step = int(state.get("step", 0))
         self._build_optimizers()
 
