@@ -16,10 +16,8 @@ import datetime
 import json
 from pathlib import Path
 
-import torch
-
 from ugicm_codec.models import build_model
-from ugicm_codec.weights import MANIFEST, export
+from ugicm_codec.weights import MANIFEST, export, training_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +56,7 @@ def main() -> None:
                              "copy (scripts/pack_for_device.py's .devcarry/train)")
     args = parser.parse_args()
 
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    state = training_state(args.checkpoint)
     cfg = state["config"]
     model = build_model(cfg["arch"])
     model.load_state_dict(state["model"])

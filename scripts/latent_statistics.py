@@ -16,6 +16,7 @@ import argparse
 import torch
 
 from ugicm_codec.models import build_model
+from ugicm_codec.weights import training_state
 
 
 def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -32,11 +33,11 @@ def mean_cross_channel(n: torch.Tensor) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="training checkpoint of the codec")
+    parser.add_argument("checkpoint", help="checkpoint or shipped weights of the codec")
     parser.add_argument("latents", help="cached latents (N×M×H×W)")
     parser.add_argument("--crops", type=int, default=64)
     args = parser.parse_args()
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    state = training_state(args.checkpoint)
     model = build_model(state["config"]["arch"])
     model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state["model"].items()})
     model.eval()

@@ -1,6 +1,7 @@
 """Packs what a GPU training run needs into one folder that fits the device tool's carry limit.
 
     python scripts/pack_for_device.py ~/.cache/ugicm/runs/main10/last.pt --out .devcarry
+    python scripts/pack_for_device.py weights/ugicm-hpac-128-192-r10.safetensors  # the shipped state
 
 The device machine sees the repository, not ../shared, and takes at most 64 MiB of carried
 files. This writes ``OUT/model.pt`` (the model state alone, as weights.compact_state stores it:
@@ -23,7 +24,7 @@ from PIL import Image
 
 from ugicm_codec.training.config import TrainConfig
 from ugicm_codec.training.data import list_images, validation_images
-from ugicm_codec.weights import compact_state
+from ugicm_codec.weights import compact_state, training_state
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 64 * 1024 * 1024
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=85)
     args = parser.parse_args()
 
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    state = training_state(args.checkpoint)
     model = compact_state(state["model"])
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model, "step": state["step"], "config": state["config"]}, args.out / "model.pt")

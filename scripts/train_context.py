@@ -33,6 +33,7 @@ import torch
 from ugicm_codec.models import bits_per_pixel, build_model
 from ugicm_codec.training.data import RandomCrops, validation_images
 from ugicm_codec.training.loop import atomic_save
+from ugicm_codec.weights import training_state
 
 CACHE_BATCH = 16
 
@@ -83,7 +84,7 @@ def graft(fitted: dict, other: dict, arch: str, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("init", type=Path, help="training checkpoint of the transforms to keep")
+    parser.add_argument("init", type=Path, help="checkpoint or shipped weights whose transforms are kept")
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--arch", default="ugicm-hpac-128-192-r10")
     parser.add_argument("--data", nargs="+", default=["../shared/data/train"])
@@ -101,13 +102,12 @@ def main() -> None:
     parser.add_argument("--graft-to", type=Path, help="write INIT with this run's entropy model here, and stop")
     args = parser.parse_args()
     if args.graft_to:
-        load = lambda p: torch.load(p.expanduser(), map_location="cpu", weights_only=True)  # noqa: E731
-        return graft(load(args.run_dir / "last.pt"), load(args.init), args.arch, args.graft_to)
+        return graft(training_state(args.run_dir / "last.pt"), training_state(args.init), args.arch, args.graft_to)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.run_dir.mkdir(parents=True, exist_ok=True)
 
-    parent = torch.load(args.init.expanduser(), map_location="cpu", weights_only=True)
+    parent = training_state(args.init)
     model = build_model(args.arch)
     try:
         model.load_grown_state_dict(parent["model"])
@@ -126,7 +126,7 @@ def main() -> None:
     aux_optimizer = torch.optim.Adam([quantiles], lr=1e-3)
 
     checkpoint = args.run_dir / "last.pt"
-    step = 0
+    step = int(parent["config"].get("context_steps", 0))  # a context fit continued counts on
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])

@@ -130,6 +130,27 @@ def test_start_from_a_model_state(images, tmp_path):
     assert second.run() == 6
 
 
+def test_start_from_shipped_weights(images, tmp_path):
+    """When the full checkpoints are lost with the machine, training falls back to the committed
+    weights: scripts/export_weights.py's file and manifest give back the model and its step."""
+    import torch
+
+    first = Trainer(config(images, tmp_path / "a", stage1_steps=3, stage2_steps=0))
+    first.run()
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "export_weights.py"), str(tmp_path / "a" / "last.pt"),
+                    "--out", str(tmp_path / "w")], check=True, capture_output=True)
+    shipped = tmp_path / "w" / "ugicm-hp-tiny.safetensors"
+    second = Trainer(config(images, tmp_path / "b", init=str(shipped)))
+    assert second.start().startswith("initialised") and second.step == 3
+    assert torch.allclose(second.model.g_a[0].weight, first.model.g_a[0].weight, atol=1e-3)
+    assert torch.equal(second.model.entropy_bottleneck.quantiles, first.model.entropy_bottleneck.quantiles)
+    assert second.run() == 6
+
+    shipped.write_bytes(shipped.read_bytes()[:-1] + b"\0")  # no longer what the manifest lists
+    with pytest.raises(ValueError, match="does not match its manifest"):
+        Trainer(config(images, tmp_path / "c", init=str(shipped))).start()
+
+
 def test_stage2_preference_modules_learn_faster(images, tmp_path):
     trainer = Trainer(config(images, tmp_path, arch="ugicm-hpr-tiny", stage1_steps=0,
                              stage2_steps=1, stage2_lr=1e-4, stage2_preference_lr_scale=10.0))

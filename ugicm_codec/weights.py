@@ -148,6 +148,41 @@ def load_model(info: WeightsInfo):
     return model
 
 
+def training_state(path: Path | str, map_location="cpu") -> dict:
+    """A model state to train from, as ``{"model", "step", "config"}``: a training checkpoint
+    (``.pt``, loaded without unpickling code) or shipped weights (a ``.safetensors`` file or a
+    weights directory), whose manifest entry stands in for the checkpoint's step and config.
+
+    Full checkpoints live outside the repository and may be lost with the machine; the shipped
+    weights are then the state that training resumes from (float16 transforms, the optimizer
+    restarted)."""
+    import torch
+
+    path = Path(path).expanduser()
+    if path.suffix == ".pt":
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except (OSError, RuntimeError, EOFError) as e:
+            raise WeightsError(f"unreadable checkpoint {path}: {e}") from None
+    from safetensors.torch import load_file
+
+    info = locate(path)
+    try:
+        state = load_file(str(info.path), device=str(map_location))
+    except Exception as e:
+        raise WeightsError(f"unreadable weights file {info.path}: {e}") from None
+    entry = info.manifest
+    teacher = entry.get("teacher")
+    config = {"arch": info.name, "stage1_steps": entry.get("stage1_steps", 0),
+              "batch_size": entry.get("batch_size"), "crop": entry.get("crop"),
+              "train": entry.get("data", []), "semantic": teacher is not None,
+              "teacher": teacher or "efficientnet-lite0", "semantic_weight": entry.get("semantic_weight"),
+              "note": entry.get("note", ""), "init": f"{info.path} (sha256 {info.sha256[:16]})"}
+    config.update({k: entry[k] for k in ("context_steps", "context_crops") if k in entry})
+    return {"model": {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+            "step": int(entry.get("steps", 0)), "config": config}
+
+
 def compact_state(state: dict) -> dict:
     """A model state as it is stored (shipped weights, device checkpoints): transforms in float16,
     the entropy model exact (its CDF tables, and likelihood bounds that float16 would zero)."""

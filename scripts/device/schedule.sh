@@ -12,7 +12,7 @@
 # without the instance scale (instances=0): the 16 Felzenszwalb proposals a step run on one CPU
 # core, the next thing to overlap with the GPU.
 # The next lease starts from the shipped ugicm-hpac-128-192-r10 state (pack
-# ~/.cache/ugicm/runs/ctx/last.pt): stage 1 then trains the checkerboard context jointly with the
+# weights/ugicm-hpac-128-192-r10.safetensors, or a later checkpoint of it): stage 1 then trains the checkerboard context jointly with the
 # transforms, which the CPU fit with frozen transforms could not (latent_statistics.py: the frozen
 # latents leave a context little to find). Stage 1 tries bf16 autocast first (MP=false skips it);
 # if its first 100 s skip more than a fifth of their steps it restarts in float32.

@@ -38,7 +38,8 @@ from .config import STAGE2_SESSIONS
 @click.option("--max-steps", type=int, help="Stop after this many more steps (the run can be resumed).")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint in the run directory.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False),
-              help="Model state to start from when the run directory has no checkpoint.")
+              help="Model state to start from when the run directory has no checkpoint: a "
+              "checkpoint (.pt) or shipped weights (.safetensors).")
 @click.option("--val-every", type=int)
 @click.option("--checkpoint-every", type=int)
 @click.option("--log-every", type=int)

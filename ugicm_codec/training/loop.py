@@ -27,7 +27,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ..errors import WeightsError
 from ..models import UGICM, bits_per_pixel, build_model
+from ..weights import training_state
 from .config import TrainConfig
 from .data import RandomCrops, validation_images
 from .semantic import SemanticLoss, object_proposals
@@ -192,9 +194,13 @@ class Trainer:
         return True
 
     def initialise(self, path: str | Path) -> None:
-        """Starts from a model state alone (no optimizer state), keeping its step count so the
-        schedule (warm-up, stages) continues where that model was."""
-        state = torch.load(Path(path).expanduser(), map_location=self.device, weights_only=True)
+        """Starts from a model state alone (a checkpoint's or the shipped weights'; no optimizer
+        state), keeping its step count so the schedule (warm-up, stages) continues where that
+        model was."""
+        try:
+            state = training_state(path, map_location=self.device)
+        except WeightsError as e:
+            raise ValueError(str(e)) from None
         # A larger architecture may grow from a smaller one's weights, but only by modules that
         # start as a no-op (PCDM, checkerboard context).
         try:
