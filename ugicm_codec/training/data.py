@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from .semantic import object_proposals
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -66,6 +72,66 @@ class RandomCrops:
         crops = np.stack([self._one() for _ in range(self.batch_size)])
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255)
         return x, crops
+
+
+class Batches:
+    """The training loop's batches: ``(x, crops, proposals)`` for step after step.
+
+    ``proposals_at(step)`` says how many object proposals each crop of that step's batch needs (0:
+    none; a pure function of the step, since sessions follow the step count). With ``workers``
+    processes, proposals are computed ``ahead`` batches in advance, off the loop: on an H100 a
+    machine step took 0.15 s with the instance scale and 0.057 s without it, its graph
+    segmentation running on the loop's one CPU core meanwhile. The crops
+    are still drawn here, in order, so a run sees the same batches with or without workers, and
+    ``state()`` is the crop stream's state at the next batch the loop has not taken: a checkpoint
+    resumes exactly, whatever was prefetched.
+    """
+
+    def __init__(self, crops: RandomCrops, proposals_at: Callable[[int], int], workers: int = 0,
+                 ahead: int = 4):
+        self.crops = crops
+        self.proposals_at = proposals_at
+        self.ahead = max(1, ahead)
+        self.pool = None
+        if workers > 0:
+            # forkserver: the training process has threads (and perhaps CUDA) that fork copies badly.
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        self.queue: deque = deque()  # (step, crop-stream state before it, x, crops, futures)
+
+    def _draw(self, step: int) -> None:
+        state = self.crops.state()
+        x, crops = self.crops.next_batch()
+        count = self.proposals_at(step)
+        futures = [self.pool.submit(object_proposals, c, count) for c in crops] if count else None
+        self.queue.append((step, state, x, crops, futures))
+
+    def next(self, step: int) -> tuple:
+        if self.pool is None:
+            x, crops = self.crops.next_batch()
+            count = self.proposals_at(step)
+            return x, crops, [object_proposals(c, count) for c in crops] if count else None
+        if self.queue and self.queue[0][0] != step:  # the loop jumped (a new start): draw afresh
+            self.set_state(self.queue[0][1])
+        while len(self.queue) < self.ahead:
+            self._draw(self.queue[-1][0] + 1 if self.queue else step)
+        _, _, x, crops, futures = self.queue.popleft()
+        return x, crops, [f.result() for f in futures] if futures else None
+
+    def state(self) -> object:
+        return self.queue[0][1] if self.queue else self.crops.state()
+
+    def set_state(self, state) -> None:
+        for *_, futures in self.queue:
+            for f in futures or ():
+                f.cancel()
+        self.queue.clear()
+        self.crops.set_state(state)
+
+    def close(self) -> None:
+        self.set_state(self.state())
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
 
 
 def validation_images(folder: str | Path, count: int, size: int) -> torch.Tensor:

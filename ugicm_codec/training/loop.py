@@ -31,8 +31,8 @@ from ..errors import WeightsError
 from ..models import UGICM, bits_per_pixel, build_model
 from ..weights import training_state
 from .config import TrainConfig
-from .data import RandomCrops, validation_images
-from .semantic import SemanticLoss, object_proposals
+from .data import Batches, RandomCrops, validation_images
+from .semantic import SemanticLoss
 from .teachers import build_teacher
 
 CHECKPOINT = "last.pt"
@@ -87,6 +87,7 @@ class Trainer:
             instances=cfg.instances,
         )
         self.data = RandomCrops(cfg.train, cfg.crop, cfg.batch_size, seed=cfg.seed + self.rank)
+        self.batches = Batches(self.data, self.proposals_at, workers=cfg.data_workers)
         self.val = validation_images(cfg.val, cfg.val_images, 256) if cfg.val else None
         self.step = 0
         self.stage = 0
@@ -164,7 +165,7 @@ class Trainer:
                 "step": self.step,
                 "config": self.cfg.as_dict(),
                 "torch_rng": torch.get_rng_state(),
-                "data_rng": repr(self.data.state()),
+                "data_rng": repr(self.batches.state()),
             },
             self.checkpoint_path(),
         )
@@ -190,7 +191,7 @@ class Trainer:
         import ast
 
         rng = ast.literal_eval(state["data_rng"])
-        self.data.set_state((rng[0], tuple(rng[1]), rng[2]))
+        self.batches.set_state((rng[0], tuple(rng[1]), rng[2]))
         return True
 
     def initialise(self, path: str | Path) -> None:
@@ -221,7 +222,7 @@ class Trainer:
         return "started from scratch"
 
     # ------------------------------------------------------------------ one step
-    def _losses(self, x: torch.Tensor, crops: np.ndarray, beta: float) -> dict:
+    def _losses(self, x: torch.Tensor, proposals: list | None, beta: float) -> dict:
         cfg, b = self.cfg, x.size(0)
         level = torch.rand(b, device=self.device) * self.model.max_level
         lmbda = self.model.lmbda(level)
@@ -236,13 +237,15 @@ class Trainer:
         if self.stage == 1:
             distortion = 255**2 * mse
             if machine and cfg.semantic:
-                sem = self._semantic(x, x_hat, crops)
+                # Outside autocast: the teacher's depthwise convolutions gain nothing from bf16
+                # on a CPU.
+                sem = self.semantic(x, x_hat, proposals)
                 terms.update({k: v.mean() for k, v in sem.items()})
                 distortion = distortion + cfg.semantic_weight * sem["sem"]
             loss = (lmbda * distortion + bpp).mean()
         else:
             if machine and cfg.semantic:
-                sem = self._semantic(x, x_hat, crops)
+                sem = self.semantic(x, x_hat, proposals)
                 terms.update({k: v.mean() for k, v in sem.items()})
                 # Unweighted by λ: the paper trains one model per rate, each with plain L_sem
                 # here; λ-weighting would leave the low rates, where the machine decode has the
@@ -253,19 +256,22 @@ class Trainer:
         terms["loss"] = loss
         return terms
 
-    def _semantic(self, x, x_hat, crops) -> dict:
-        proposals = [object_proposals(c, self.cfg.instances) for c in crops] if self.cfg.instances else None
-        # The teacher runs in float32: its depthwise convolutions gain nothing from bf16 on a CPU.
-        return self.semantic(x, x_hat, proposals)
-
-    def session_beta(self) -> float:
+    def session_beta(self, step: int | None = None) -> float:
         """Human (0) and machine (1) sessions alternate every ``session_steps`` steps, after the
-        human-only warm-up; stage 2 may run one kind alone (``stage2_sessions``)."""
-        if self.stage == 1 and self.step < self.cfg.machine_warmup_steps:
+        human-only warm-up; stage 2 may run one kind alone (``stage2_sessions``). Of this step,
+        or of any other: the sessions follow the step count alone."""
+        cfg, step = self.cfg, self.step if step is None else step
+        stage2 = step >= cfg.stage1_steps
+        if not stage2 and step < cfg.machine_warmup_steps:
             return 0.0
-        if self.stage == 2 and self.cfg.stage2_sessions != "alternate":
-            return float(self.cfg.stage2_sessions == "machine")
-        return float((self.step // self.cfg.session_steps) % 2)
+        if stage2 and cfg.stage2_sessions != "alternate":
+            return float(cfg.stage2_sessions == "machine")
+        return float((step // cfg.session_steps) % 2)
+
+    def proposals_at(self, step: int) -> int:
+        """How many object proposals per crop the semantic loss's instance scale needs at a step."""
+        semantic = self.cfg.semantic and self.session_beta(step) > 0
+        return self.cfg.instances if semantic else 0
 
     def learning_rate(self) -> float:
         if self.stage == 2:
@@ -279,12 +285,12 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate() * group.get("lr_scale", 1.0)
         self.net.train()
-        x, crops = self.data.next_batch()
+        x, _, proposals = self.batches.next(self.step)
         x = x.to(self.device)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         beta = self.session_beta()
-        terms = self._losses(x, crops, beta)
+        terms = self._losses(x, proposals, beta)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         # Adam leaves parameters without a gradient untouched (a zero gradient would still move
@@ -379,6 +385,7 @@ class Trainer:
                     self._log(self.validate())
         finally:
             self.save()
+            self.batches.close()
             for s, handler in old.items():
                 signal.signal(s, handler)
             if self.world > 1 and dist.is_initialized():
