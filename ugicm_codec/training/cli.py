@@ -34,6 +34,8 @@ from .config import STAGE2_SESSIONS
               help="Local weights file of the teacher (CLIP: an open_clip state dict).")
 @click.option("--device", help="auto, cpu, cuda, cuda:1 …")
 @click.option("--threads", type=int, help="CPU threads.")
+@click.option("--data-workers", type=int,
+              help="Processes computing object proposals ahead of the loop (0: in it; for spare cores).")
 @click.option("--seed", type=int)
 @click.option("--max-steps", type=int, help="Stop after this many more steps (the run can be resumed).")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint in the run directory.")
@@ -44,8 +46,8 @@ from .config import STAGE2_SESSIONS
 @click.option("--checkpoint-every", type=int)
 @click.option("--log-every", type=int)
 def train(config, run_dir, train_dirs, val, arch, stage1_steps, stage2_steps, batch_size, crop, lr,
-          semantic_weight, no_semantic, stage2_sessions, teacher, teacher_weights, device, threads, seed,
-          max_steps, fresh, init, val_every, checkpoint_every, log_every):
+          semantic_weight, no_semantic, stage2_sessions, teacher, teacher_weights, device, threads,
+          data_workers, seed, max_steps, fresh, init, val_every, checkpoint_every, log_every):
     """Train the codec with the two-stage UG-ICM schedule from folders of images.
 
     Settings come from CONFIG (TOML, see configs/default.toml), then from the options. A run
@@ -58,7 +60,8 @@ def train(config, run_dir, train_dirs, val, arch, stage1_steps, stage2_steps, ba
     overrides = dict(run_dir=run_dir, train=list(train_dirs) or None, val=val, arch=arch,
                      stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_size=batch_size,
                      crop=crop, lr=lr, semantic_weight=semantic_weight, teacher=teacher,
-                     teacher_weights=teacher_weights, device=device, threads=threads, seed=seed,
+                     teacher_weights=teacher_weights, device=device, threads=threads,
+                     data_workers=data_workers, seed=seed,
                      val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every, init=init,
                      semantic=False if no_semantic else None, stage2_sessions=stage2_sessions)
     try:

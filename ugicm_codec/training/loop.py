@@ -72,6 +72,10 @@ class Trainer:
                 torch.cuda.set_device(self.device)
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         torch.set_num_threads(cfg.threads)
+        if self.device.type == "cuda":
+            # Training shapes never change (one crop size, one batch size): cuDNN times its
+            # convolution algorithms once per shape and keeps the fastest.
+            torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed + self.rank)
         random.seed(cfg.seed + self.rank)
         np.random.seed(cfg.seed + self.rank)
