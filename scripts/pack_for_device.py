@@ -4,12 +4,12 @@
     python scripts/pack_for_device.py weights/ugicm-hpac-128-192-r10.safetensors  # the shipped state
 
 The device machine sees the repository, not ../shared, and takes at most 64 MiB of carried
-files. This writes ``OUT/model.pt`` (the model state alone, as weights.compact_state stores it:
-the optimizer restarts), ``OUT/train/`` (the training images re-encoded as JPEG quality 80: at
-85, the first leases' setting, the carry is now 66 MiB), ``OUT/val/`` (the fixed validation
-crops, lossless), and checks the total with the wheels in ``.whl`` (scripts/device/wheels.sh
-fetches them; without them the machine cannot import CompressAI) and the tracked files (move ``weights/*.safetensors`` aside while the device tool sends
-the tree: they count).
+files. This writes ``OUT/model.pt`` (the model state alone, as weights.compact_state stores it,
+less the CDF tables that training never reads; the optimizer restarts), ``OUT/train/`` (the
+training images re-encoded as JPEG quality 85), ``OUT/val/`` (the fixed validation crops,
+lossless), and checks the total with the wheels in ``.whl`` (scripts/device/wheels.sh fetches
+them; without them the machine cannot import CompressAI) and the tracked files (move
+``weights/*.safetensors`` aside while the device tool sends the tree: they count).
 Then, with the device tool, ``bash scripts/device/call.sh`` carrying ``.devcarry`` and ``.whl``
 (scripts/device/schedule.sh runs the schedule; scripts/device/collect.py brings it back).
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ugicm_codec.models import CODING_TABLES
 from ugicm_codec.training.config import TrainConfig
 from ugicm_codec.training.data import list_images, validation_images
 from ugicm_codec.weights import compact_state, training_state
@@ -37,14 +38,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / ".devcarry")
     parser.add_argument("--train", nargs="+", default=[str(ROOT.parent / "shared" / "data" / "train")])
     parser.add_argument("--val", default=str(ROOT.parent / "shared" / "data" / "val"))
-    parser.add_argument("--quality", type=int, default=80)
+    parser.add_argument("--quality", type=int, default=85)
     args = parser.parse_args()
 
     wheels = sum(p.stat().st_size for p in (ROOT / ".whl").glob("*.whl"))
     if not wheels:
         raise SystemExit("no wheels in .whl: run scripts/device/wheels.sh first")
     state = training_state(args.checkpoint)
-    model = compact_state(state["model"])
+    model = {k: v for k, v in compact_state(state["model"]).items() if not k.endswith(CODING_TABLES)}
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model, "step": state["step"], "config": state["config"]}, args.out / "model.pt")
 

@@ -487,3 +487,27 @@ def test_a_float16_state_keeps_the_likelihood_bounds():
 
         bounds = load_model(locate(ROOT / "weights")).gaussian_conditional.likelihood_lower_bound.bound
         assert bounds.item() == pytest.approx(1e-9)
+
+
+def test_a_state_without_coding_tables_trains_and_exports_the_same_file(images, tmp_path):
+    """pack_for_device.py leaves the CDF tables out of the device's model state (3 MiB of its 64):
+    a trainer starts from it, and the export rebuilds the tables, to the very same file."""
+    import torch
+
+    from ugicm_codec.models import CODING_TABLES, build_model
+    from ugicm_codec.weights import export
+
+    torch.manual_seed(3)
+    model = build_model("ugicm-hp-tiny")
+    model.update(force=True)
+    full = model.state_dict()
+    packed = {k: v for k, v in full.items() if not k.endswith(CODING_TABLES)}
+    assert len(packed) < len(full)
+    torch.save({"model": packed, "step": 5}, tmp_path / "packed.pt")
+    trainer = Trainer(config(images, tmp_path / "run", init=str(tmp_path / "packed.pt")))
+    assert "initialised" in trainer.start() and trainer.step == 5
+    trainer.run(max_steps=1)
+
+    again = build_model("ugicm-hp-tiny")
+    again.load_grown_state_dict(packed)
+    assert export(again, tmp_path / "a.safetensors", half=False) == export(model, tmp_path / "b.safetensors", half=False)

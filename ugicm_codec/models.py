@@ -45,6 +45,10 @@ SCALE_TABLE_LEVELS = 256
 # loading keeps the constructed value, whatever a file holds. They only bound forward()'s
 # likelihoods: the coded bitstreams never see them.
 CONSTANT_BUFFERS = (".likelihood_lower_bound.bound",)
+# The entropy coder's CDF tables: derived from the parameters by update(), read only by
+# compress()/decompress(). A packed training state leaves them out (scripts/pack_for_device.py:
+# 3 MiB of the device tool's 64), and loading it keeps the model's own.
+CODING_TABLES = ("._quantized_cdf", "._offset", "._cdf_length")
 
 # CompressAI's MSE lambdas for its quality 1..6 (plus one below and one above), on 0-255 scale.
 DEFAULT_LAMBDAS = (0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932)
@@ -155,6 +159,7 @@ class UGICM(CompressionModel):
         own = self.state_dict()
         state = {k: own[k].to(v.device) if k.endswith(CONSTANT_BUFFERS) and k in own else v
                  for k, v in state_dict.items()}
+        state.update({k: v for k, v in own.items() if k.endswith(CODING_TABLES) and k not in state})
         return super().load_state_dict(state, strict=strict)
 
     # ----------------------------------------------------------------- rate ladder
