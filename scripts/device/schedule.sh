@@ -6,8 +6,8 @@
 # R/STAGE1_DONE and R/DONE mark progress for scripts/device/collect.py.
 #
 # Sized for a lease of 15 minutes of device time in all, the machine's start (a minute or more)
-# and the transfers included: one call of call.sh (WAIT=540) runs it whole, about 500 s with the
-# four trainer starts (each some 20 s: imports, CUDA, the images into memory). TH is 0 by default:
+# and the transfers included: one call of call.sh (WAIT=540) runs it whole, an estimated 500 s
+# with the four trainer starts (each some 20 s: imports, CUDA, the images into memory). TH is 0 by default:
 # stage 1 trains the decoder on β=0 MSE already, and the minutes buy more stage-1 steps instead.
 #
 # Leases so far (an H100 each, with more time than now): steps 17,600-36,568 with T1=400 TD=120

@@ -81,10 +81,10 @@ class Batches:
     none; a pure function of the step, since sessions follow the step count). With ``workers``
     processes, proposals are computed ``ahead`` batches in advance, off the loop: on an H100 a
     machine step took 0.15 s with the instance scale and 0.057 s without it, its graph
-    segmentation running on the loop's one CPU core meanwhile. The crops
-    are still drawn here, in order, so a run sees the same batches with or without workers, and
-    ``state()`` is the crop stream's state at the next batch the loop has not taken: a checkpoint
-    resumes exactly, whatever was prefetched.
+    segmentation running on the loop's one CPU core meanwhile. The crops are still drawn here, in
+    order, so a run sees the same batches with or without workers, and ``state()`` is the crop
+    stream's state at the next batch the loop has not taken: a checkpoint resumes exactly,
+    whatever was prefetched.
     """
 
     def __init__(self, crops: RandomCrops, proposals_at: Callable[[int], int], workers: int = 0,
