@@ -246,10 +246,13 @@ def test_grow_residual_pcdm_from_a_smaller_model(images, tmp_path):
         Trainer(config(images, tmp_path / "c", init=str(tmp_path / "big.pt"))).start()
 
 
-def test_stage2_semantic_loss_is_not_weighted_by_rate(images, tmp_path, monkeypatch):
+@pytest.mark.parametrize("mse_weight", [0.0, 0.5])
+def test_stage2_machine_loss_is_unweighted_l_sem_plus_rate_weighted_mse(images, tmp_path, monkeypatch, mse_weight):
+    """w·L_sem is the same at every rate; stage2_machine_mse_weight adds γ·λ·255²·MSE."""
     import torch
 
-    trainer = Trainer(config(images, tmp_path, stage1_steps=0, stage2_steps=2, stage2_semantic_weight=3.0))
+    trainer = Trainer(config(images, tmp_path, stage1_steps=0, stage2_steps=2, stage2_semantic_weight=3.0,
+                             stage2_machine_mse_weight=mse_weight))
     trainer.stage = 2
     x, crops = trainer.data.next_batch()
     proposals = [object_proposals(c, 1) for c in crops]
@@ -257,7 +260,12 @@ def test_stage2_semantic_loss_is_not_weighted_by_rate(images, tmp_path, monkeypa
         monkeypatch.setattr(torch, "rand", lambda n, device=None, lv=level: torch.full((n,), lv / trainer.model.max_level))
         torch.manual_seed(0)
         terms = trainer._losses(x, proposals, beta=1.0)
-        assert terms["loss"].item() == pytest.approx(3.0 * terms["sem"].item(), rel=1e-5)
+        lmbda = trainer.model.lmbda(torch.tensor([level])).item()
+        # Batch means of per-sample terms: exact here since every sample has the same λ.
+        expected = 3.0 * terms["sem"].item() + mse_weight * lmbda * 255**2 * terms["mse"].item()
+        assert terms["loss"].item() == pytest.approx(expected, rel=1e-4)
+        if mse_weight:
+            assert terms["loss"].item() > 3.0 * terms["sem"].item() * (1 + 1e-4)
 
 
 def test_anchored_pcdm_machine_sessions_cannot_touch_the_human_decode(images, tmp_path):

@@ -254,7 +254,10 @@ class Trainer:
                 # Unweighted by λ: the paper trains one model per rate, each with plain L_sem
                 # here; λ-weighting would leave the low rates, where the machine decode has the
                 # most to gain, with 1/100 of the weight of the high ones.
-                loss = (cfg.stage2_semantic_weight * sem["sem"]).mean()
+                loss = cfg.stage2_semantic_weight * sem["sem"]
+                if cfg.stage2_machine_mse_weight:
+                    loss = loss + cfg.stage2_machine_mse_weight * lmbda * 255**2 * mse
+                loss = loss.mean()
             else:
                 loss = (lmbda * 255**2 * mse).mean()
         terms["loss"] = loss
