@@ -60,10 +60,10 @@ class TrainConfig:
     # semantic_weight × λ averages to over the ladder, so the two sessions keep their balance.
     stage2_semantic_weight: float = 4.0
     # Weight of lambda*MSE beside L_sem in stage 2's machine sessions (0: L_sem alone, as the
-    # paper's stage 2). Being λ-weighted, it anchors the machine decode to the image at the high
-    # rates, where the human decode already reads like the original and L_sem alone fitted the
-    # teacher at a cost in top-1, and leaves the low rates to L_sem (the paper's stage-1 machine session has
-    # both terms too). Tried at 1.0 from the shipped weights: the machine decode gained 0.2-1 dB
+    # paper's stage 2; its stage-1 machine session has both terms). Being λ-weighted, it holds
+    # the machine decode to the image at the high rates, where the human decode already reads
+    # like the original and L_sem alone fitted the teacher at a cost in top-1, and leaves the low
+    # rates to L_sem. Tried at 1.0 from the shipped weights: the machine decode gained 0.2-1 dB
     # of PSNR, its downstream scores moved within noise both ways (README, Training).
     stage2_machine_mse_weight: float = 0.0
     semantic: bool = True  # False: the ablation, beta=1 trained on MSE only
