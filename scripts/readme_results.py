@@ -11,6 +11,8 @@ when ``--ablation`` names its results. For classification it also prints the pai
 run's records.jsonl: how many images only the machine decode classifies right, how many only the
 human one, and the exact two-sided sign-test p-value of that split (McNemar's exact test). On a
 few hundred images a top-1 difference of 1–2 points is a split like 6:3, which chance makes often.
+For every task metric it prints the paired bootstrap interval of machine − human that `ugicm eval`
+wrote (results.json's "paired", evaluation/paired.py), per quality and for the mean over them.
 """
 
 from __future__ import annotations
@@ -59,6 +61,30 @@ def task_rows(results: dict, ablation: dict | None) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+def paired_intervals(results: dict) -> None:
+    rows = results.get("paired") or []
+    if not rows:
+        return
+    level = rows[0]["level"]
+    print(f"\n| task metric | quality | machine − human | {100 * level:g} % interval (paired bootstrap) "
+          "| draws where machine ≤ human |")
+    print("|---|---|---|---|---|")
+    difference = {(r["task"], r["metric"], r["setting"]): r["machine"] - r["human"]
+                  for r in results["matched"] if None not in (r["machine"], r["human"])}
+    for (task, metric) in dict.fromkeys((r["task"], r["metric"]) for r in rows):
+        group = [r for r in rows if (r["task"], r["metric"]) == (task, metric)]
+        for r in group:
+            if r["low"] is None:
+                continue
+            d = difference.get((task, metric, r["setting"]))
+            if r["setting"] == "mean":
+                values = [difference.get((task, metric, g["setting"])) for g in group if g["setting"] != "mean"]
+                d = None if None in values else sum(values) / len(values)
+            point = "–" if d is None else f"{100 * d:+.1f}"
+            print(f"| {task} {metric} | {r['setting'].lstrip('q')} | {point} | "
+                  f"{100 * r['low']:+.1f} … {100 * r['high']:+.1f} | {100 * r['not_above']:.1f} % |")
+
+
 def sign_test(a: int, b: int) -> float:
     """Exact two-sided p-value of a split a:b of discordant pairs under a fair coin."""
     n, k = a + b, min(a, b)
@@ -93,6 +119,7 @@ def main() -> None:
         records = Path(args.results).with_name("records.jsonl")
         if records.exists() and any(r["task"] == "classification" for r in results["matched"]):
             paired_classification(records)
+        paired_intervals(results)
     else:
         kodak_rows(results)
 

@@ -182,3 +182,94 @@ def test_both_tasks_on_two_original_images():
     assert 0.0 <= figures["detection"]["map50_95"] <= figures["detection"]["map50"]
     assert figures["segmentation"]["agreement_miou"] == pytest.approx(1.0)  # originals against themselves
     assert 0.0 < figures["segmentation"]["miou"] < 1.0
+
+
+# --------------------------------------------------------------------- paired bootstrap
+def _random_detections(seed=0, images=12, classes=4):
+    """Ground truth and jittered, partly wrong detections with distinct scores."""
+    rng = np.random.default_rng(seed)
+    truth, outcomes = {}, []
+    for i in range(images):
+        name, width, height = f"{i}.jpg", 320, 240
+        rows = [[int(rng.integers(classes)), *rng.uniform(0.2, 0.8, 2), *rng.uniform(0.05, 0.3, 2)]
+                for _ in range(rng.integers(0, 5))]
+        truth[name] = rows
+        found = []
+        for c, cx, cy, w, h in rows:
+            if rng.random() < 0.8:
+                jitter = rng.normal(0, 0.02, 2)
+                found.append([(cx - w / 2 + jitter[0]) * width, (cy - h / 2 + jitter[1]) * height,
+                              (cx + w / 2) * width, (cy + h / 2) * height,
+                              float(rng.uniform(0.2, 1.0)), c if rng.random() < 0.9 else (c + 1) % classes])
+        for _ in range(rng.integers(0, 6)):  # false alarms
+            x, y = rng.uniform(0, 0.7, 2)
+            found.append([x * width, y * height, (x + 0.2) * width, (y + 0.2) * height,
+                          float(rng.uniform(0.0, 0.6)), int(rng.integers(classes))])
+        outcomes.append({"image": name, "width": width, "height": height, "detections": found})
+    return truth, outcomes
+
+
+def _drawn(outcomes, counts):
+    """The outcomes list of a resample: each image as many times as it was drawn, renamed apart."""
+    return [{**o, "image": f"{k}-{o['image']}"} for o, n in zip(outcomes, counts) for k in range(int(n))]
+
+
+def test_resampled_map_is_cocoeval_of_the_drawn_images():
+    pytest.importorskip("pycocotools")
+    truth, outcomes = _random_detections()
+    weights = np.vstack([np.ones(len(outcomes)), np.random.default_rng(1).multinomial(len(outcomes), [1 / 12] * 12, 3)])
+    resampled = detection.resampled_map(outcomes, truth, weights)
+    assert resampled["map50"][0] == pytest.approx(detection.coco_map(outcomes, truth)["map50"], abs=1e-12)
+    for row, counts in enumerate(weights):
+        drawn = _drawn(outcomes, counts)
+        renamed_truth = {o["image"]: truth[o["image"].split("-", 1)[1]] for o in drawn}
+        expected = detection.coco_map(drawn, renamed_truth)
+        assert resampled["map50"][row] == pytest.approx(expected["map50"], abs=1e-12)
+        assert resampled["map50_95"][row] == pytest.approx(expected["map50_95"], abs=1e-12)
+    none_found = detection.resampled_map([{**o, "detections": []} for o in outcomes], truth, weights)
+    assert (none_found["map50"] == 0).all()
+
+
+def test_resampled_top1_and_miou_are_summarise_of_the_drawn_images():
+    rng = np.random.default_rng(2)
+    classification = make("classification")
+    labelled = [{"label": int(rng.integers(3)), "top5": list(rng.permutation(5))} for _ in range(9)]
+    labelled.append({"label": None, "top5": [0, 1, 2, 3, 4]})  # unknown class: left out, as in summarise
+    segmentation_task = make("segmentation")
+    confusions = [{"agreement": [[int(rng.integers(3)), int(rng.integers(3)), int(rng.integers(1, 50))]
+                                 for _ in range(4)],
+                   "truth": None if i % 3 == 0 else [[int(rng.integers(4)), int(rng.integers(4)), 7]]}
+                  for i in range(10)]
+    weights = np.vstack([np.ones(10), rng.multinomial(10, [0.1] * 10, 4)])
+    for task, outcomes in ((classification, labelled), (segmentation_task, confusions)):
+        resampled = task.resampled(outcomes, weights)
+        for row, counts in enumerate(weights):
+            expected = task.summarise([o for o, n in zip(outcomes, counts) for _ in range(int(n))])
+            assert {k: resampled[k][row] for k in resampled} == pytest.approx(
+                {k: v for k, v in expected.items() if k != "n"}, abs=1e-12)
+
+
+def test_paired_intervals():
+    from ugicm_codec.evaluation.paired import draw_weights, paired_differences
+    from ugicm_codec.evaluation.summary import _matched_table
+
+    task = make("classification")
+    rng = np.random.default_rng(3)
+    human = [{"label": 0, "top5": [int(rng.random() < 0.5), 2, 3, 4, 5]} for _ in range(200)]
+    same = paired_differences(task, {"q0": (human, human)}, draw_weights(200))
+    assert {(r["metric"], r["low"], r["high"], r["not_above"]) for r in same} == {("top1", 0, 0, 1), ("top5", 0, 0, 1)}
+    # Right wherever the human decode is wrong among the first 60 images, and never worse: the
+    # interval is clear of 0.
+    better = [o if o["top5"][0] == 0 or i >= 60 else {"label": 0, "top5": [0, 2, 3, 4, 5]} for i, o in enumerate(human)]
+    gain = np.mean([b["top5"][0] == 0 for b in better]) - np.mean([h["top5"][0] == 0 for h in human])
+    rows = paired_differences(task, {"q0": (human, better), "q50": (human, human)}, draw_weights(200))
+    q0 = next(r for r in rows if r["setting"] == "q0" and r["metric"] == "top1")
+    assert 0 < q0["low"] < gain < q0["high"] and q0["not_above"] == 0
+    mean = next(r for r in rows if r["setting"] == "mean" and r["metric"] == "top1")
+    assert mean["low"] == pytest.approx(q0["low"] / 2) and mean["high"] == pytest.approx(q0["high"] / 2)
+    # results.md shows the interval beside each difference and the mean.
+    matched = [{"setting": s, "bpp": 0.1, "task": "classification", "metric": "top1", "human": 0.5, "machine": m,
+                "baselines": {}} for s, m in (("q0", 0.5 + gain), ("q50", 0.5))]
+    table = "\n".join(_matched_table({"matched": matched, "paired": rows}))
+    assert f"{q0['low']:+.4f} … {q0['high']:+.4f}" in table and "95 % interval" in table
+    assert f"{mean['low']:+.4f} … {mean['high']:+.4f}" in table

@@ -76,6 +76,12 @@ class CocoDetection(Task):
         figures = coco_map(known, self.truth)
         return {**figures, "n": len(known)} if figures else {}
 
+    def resampled(self, outcomes: list[dict], weights: np.ndarray) -> dict[str, np.ndarray]:
+        known = [i for i, o in enumerate(outcomes) if o.get("image") in self.truth]
+        if not known:
+            return {}
+        return resampled_map([outcomes[i] for i in known], self.truth, np.asarray(weights)[:, known])
+
     def _session_for_run(self):
         if self._session is None:
             ort = require_module(self.name, "onnxruntime", "onnxruntime")
@@ -165,6 +171,106 @@ def read_yolo_labels(path: Path) -> list[list[float]]:
 
 def coco_map(outcomes: list[dict], truth: dict[str, list[list[float]]]) -> dict[str, float]:
     """mAP@0.5 and mAP@[.5:.95] (COCOeval, 100 detections per image) of the outcomes' detections."""
+    evaluation = _evaluated(outcomes, truth)
+    if evaluation is None:
+        return {}  # no objects to find: COCOeval's figures would be undefined (-1)
+    if evaluation is NO_DETECTIONS:
+        return {"map50": 0.0, "map50_95": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {"map50": float(evaluation.stats[1]), "map50_95": float(evaluation.stats[0])}
+
+
+def resampled_map(outcomes: list[dict], truth: dict[str, list[list[float]]], weights: np.ndarray) -> dict[str, np.ndarray]:
+    """``coco_map`` of resampled image sets: ``weights`` (resamples × images) says how many
+    times each outcome's image is drawn. Each image's matches are COCOeval's own (its
+    ``evaluate()``, once); only the accumulation is redone, vectorised over resamples, with an
+    image drawn k times counting k times. Unit weights give ``coco_map``'s figures exactly."""
+    weights = np.asarray(weights, dtype=np.float64)
+    evaluation = _evaluated(outcomes, truth)
+    if evaluation is None:
+        return {}
+    if evaluation is NO_DETECTIONS:
+        return {"map50": np.zeros(len(weights)), "map50_95": np.zeros(len(weights))}
+    params = evaluation.params
+    images, areas = len(params.imgIds), len(params.areaRng)
+    ap_sum = np.zeros((len(weights), len(params.iouThrs)))  # over the categories with objects
+    present = np.zeros((len(weights), 1))
+    for k in range(len(params.catIds)):
+        # Area range "all" (index 0) and maxDets 100, the figures coco_map reports.
+        found = [(i, e) for i in range(images) if (e := evaluation.evalImgs[k * areas * images + i]) is not None]
+        if not found:
+            continue
+        positives = np.zeros(images)
+        for i, e in found:
+            positives[i] = np.count_nonzero(e["gtIgnore"] == 0)
+        scores = np.concatenate([e["dtScores"] for _, e in found])
+        order = np.argsort(-scores, kind="mergesort")  # as COCOeval sorts
+        image_index = np.concatenate([np.full(len(e["dtScores"]), i) for i, e in found])[order]
+        matched = np.concatenate([e["dtMatches"] for _, e in found], axis=1)[:, order] > 0
+        ignored = np.concatenate([e["dtIgnore"] for _, e in found], axis=1)[:, order] > 0
+        objects = weights @ positives
+        ap = _weighted_average_precision(weights[:, image_index], matched & ~ignored, ~matched & ~ignored,
+                                         objects, params.recThrs)
+        has_objects = (objects > 0)[:, None]
+        ap_sum += np.where(has_objects, ap, 0.0)
+        present += has_objects
+    with np.errstate(invalid="ignore"):
+        mean_ap = ap_sum / present
+    return {"map50": mean_ap[:, 0], "map50_95": mean_ap.mean(axis=1)}
+
+
+def _weighted_average_precision(weights, true_positive, false_positive, objects, recall_thresholds,
+                                chunk: int = 256) -> np.ndarray:
+    """COCOeval.accumulate's interpolated AP of one category, per resample (rows of ``weights``,
+    one column per detection, sorted by falling score) and IoU threshold (rows of the match
+    tables): precision made monotone from the right, read at the first detection whose recall
+    reaches each threshold, 0 past the last. Returns resamples × thresholds.
+
+    Only the true positives are visited: recall rises only there, so every threshold is first
+    reached at one, and the precision after a true positive only falls until the next, so the
+    monotone envelope at a true positive is the largest precision among those from it on."""
+    rows = weights.shape[0]
+    thresholds = np.asarray(recall_thresholds)
+    out = np.zeros((rows, true_positive.shape[0]))
+    counted = true_positive | false_positive  # not ignored
+    for start in range(0, rows, chunk):
+        w = weights[start:start + chunk]
+        n = np.maximum(objects[start:start + chunk, None], np.finfo(float).tiny)
+        shared = np.cumsum(w * counted[0], axis=1)
+        for t, hits in enumerate(true_positive):
+            if not hits.any():
+                continue
+            counts = shared if np.array_equal(counted[t], counted[0]) else np.cumsum(w * counted[t], axis=1)
+            tp = np.cumsum(w[:, hits], axis=1)
+            recall = tp / n
+            precision = tp / (counts[:, hits] + np.spacing(1))
+            envelope = np.flip(np.maximum.accumulate(np.flip(precision, 1), axis=1), 1)
+            out[start:start + chunk, t] = _read_at_recalls(recall, envelope, thresholds).mean(axis=1)
+    return out
+
+
+def _read_at_recalls(recall: np.ndarray, values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Per row, ``values`` at the first column whose ``recall`` reaches each threshold, 0 where
+    none does (COCOeval's searchsorted, side="left", for every row at once). That column is
+    the number of columns below the threshold, that is with fewer than r + 1 thresholds at or
+    under their recall: one exact searchsorted, then a cumulative count per row."""
+    rows, columns = recall.shape
+    slots = len(thresholds) + 1
+    under = np.searchsorted(thresholds, recall, side="right")
+    counts = np.bincount((under + slots * np.arange(rows)[:, None]).ravel(), minlength=rows * slots)
+    first = np.cumsum(counts.reshape(rows, slots), axis=1)[:, :-1]
+    padded = np.concatenate([values, np.zeros((rows, 1))], axis=1)
+    return np.take_along_axis(padded, first, axis=1)
+
+
+NO_DETECTIONS = object()  # _evaluated's answer when there are objects but nothing was detected
+
+
+def _evaluated(outcomes: list[dict], truth: dict[str, list[list[float]]]):
+    """COCOeval with ``evaluate()`` run on the outcomes (image ids 1.. in their order); None
+    without objects, NO_DETECTIONS without detections."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -181,9 +287,9 @@ def coco_map(outcomes: list[dict], truth: dict[str, list[list[float]]]) -> dict[
             results.append({"image_id": image_id, "category_id": int(cls) + 1,
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
     if not annotations:
-        return {}  # no objects to find: COCOeval's figures would be undefined (-1)
+        return None
     if not results:
-        return {"map50": 0.0, "map50_95": 0.0}
+        return NO_DETECTIONS
     n_classes = max(a["category_id"] for a in annotations + results)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         ground = COCO()
@@ -192,6 +298,4 @@ def coco_map(outcomes: list[dict], truth: dict[str, list[list[float]]]) -> dict[
         ground.createIndex()
         evaluation = COCOeval(ground, ground.loadRes(results), "bbox")
         evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return {"map50": float(evaluation.stats[1]), "map50_95": float(evaluation.stats[0])}
+    return evaluation

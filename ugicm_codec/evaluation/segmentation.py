@@ -89,6 +89,17 @@ class VocSegmentation(Task):
         figures["agreement_miou"] = mean_iou(dense_confusion([o["agreement"] for o in outcomes]))
         return {**figures, "n": len(outcomes)}
 
+    def resampled(self, outcomes: list[dict], weights: np.ndarray) -> dict[str, np.ndarray]:
+        if not outcomes:
+            return {}
+        weights = np.asarray(weights, dtype=np.float64)
+        figures = {}
+        with_masks = [i for i, o in enumerate(outcomes) if o.get("truth") is not None]
+        if with_masks:
+            figures["miou"] = resampled_mean_iou([outcomes[i]["truth"] for i in with_masks], weights[:, with_masks])
+        figures["agreement_miou"] = resampled_mean_iou([o["agreement"] for o in outcomes], weights)
+        return figures
+
     def _reference(self, image: Path) -> tuple[np.ndarray, np.ndarray]:
         """The model's labels on the original image (and that image), computed once per image."""
         from .images import load_rgb
@@ -189,18 +200,32 @@ def sparse_confusion(truth: np.ndarray, predicted: np.ndarray) -> list[list[int]
     return [[int(t), int(p), int(c)] for (t, p), c in zip(cells, counts)]
 
 
-def dense_confusion(sparse_matrices: list[list[list[int]]]) -> np.ndarray:
+def dense_confusion(sparse_matrices: list[list[list[int]]], size: int | None = None) -> np.ndarray:
     cells = [cell for matrix in sparse_matrices for cell in matrix]
-    size = 1 + max((max(t, p) for t, p, _ in cells), default=0)
+    size = size or 1 + max((max(t, p) for t, p, _ in cells), default=0)
     matrix = np.zeros((size, size), dtype=np.int64)
     for t, p, count in cells:
         matrix[t, p] += count
     return matrix
 
 
+def resampled_mean_iou(sparse_matrices: list[list[list[int]]], weights: np.ndarray) -> np.ndarray:
+    """``mean_iou`` of the weighted sum of per-image confusion matrices, one per row of ``weights``."""
+    size = dense_confusion(sparse_matrices).shape[0]
+    per_image = np.stack([dense_confusion([m], size).ravel() for m in sparse_matrices])
+    return mean_ious((weights @ per_image).reshape(-1, size, size))
+
+
 def mean_iou(confusion: np.ndarray) -> float | None:
     """Mean over classes present in the truth or the prediction of TP / (TP + FP + FN)."""
-    true_positive = np.diag(confusion)
-    union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive
+    value = mean_ious(confusion[None])[0]
+    return None if np.isnan(value) else float(value)
+
+
+def mean_ious(confusions: np.ndarray) -> np.ndarray:
+    """``mean_iou`` of each matrix of a (..., K, K) stack; NaN where no class is present."""
+    true_positive = np.diagonal(confusions, axis1=-2, axis2=-1)
+    union = confusions.sum(axis=-2) + confusions.sum(axis=-1) - true_positive
     present = union > 0
-    return float(np.mean(true_positive[present] / union[present])) if present.any() else None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(present, true_positive / np.where(present, union, 1), 0.0).sum(axis=-1) / present.sum(axis=-1)

@@ -18,6 +18,7 @@ from . import baselines as baseline_codecs
 from .anchors import load_anchors
 from .bd import METHODS, BDError, bd_quality, bd_rate
 from .metrics import ms_ssim_db
+from .paired import RESAMPLES, draw_weights, paired_differences
 from .runner import ORIGINAL, UGICM, EvalPlan, is_kodak
 
 QUALITY_AXES = {"psnr": "PSNR", "ms_ssim_db": "MS-SSIM (dB)"}
@@ -120,7 +121,28 @@ def build_results(plan: EvalPlan, records: dict) -> dict:
         "anchors": anchors,
         "bd": bd_comparisons(curves, anchors, n),
         "matched": matched_task_table(curves),
+        "paired": paired_task_intervals(plan, records),
     }
+
+
+def paired_task_intervals(plan: EvalPlan, records: dict) -> list[dict]:
+    """Bootstrap intervals of machine − human for every task metric, at each ugicm setting where
+    both decodes of every image have a record, and for the mean over those settings."""
+    labels = {p.label for p in plan.preferences}
+    if not plan.tasks or not plan.qualities or not {"human", "machine"} <= labels:
+        return []
+    coder = plan.coder(UGICM)
+    weights = draw_weights(len(plan.images))
+    rows = []
+    for task in plan.tasks:
+        settings = {}
+        for setting in (f"q{q:g}" for q in plan.qualities):
+            pair = [[records.get((im.name, plan.image_digests[im.name], f"{UGICM}/{pref}", setting, coder))
+                     for im in plan.images] for pref in ("human", "machine")]
+            if all(r is not None and task.name in r.get("tasks", {}) for decode in pair for r in decode):
+                settings[setting] = tuple([r["tasks"][task.name] for r in decode] for decode in pair)
+        rows += paired_differences(task, settings, weights)
+    return rows
 
 
 def interpolate_at_rate(points: list[dict], value, bpp: float) -> float | None:
@@ -238,24 +260,32 @@ def _matched_table(results) -> list[str]:
     if not rows:
         return []
     baselines = sorted({c for r in rows for c in r["baselines"]})
+    intervals = {(p["task"], p["metric"], p["setting"]): p for p in results.get("paired") or []}
+    level = next(iter(intervals.values()), {}).get("level", 0.95)
+    interval = lambda key: ("" if key not in intervals or intervals[key]["low"] is None  # noqa: E731
+                            else f"{intervals[key]['low']:+.4f} … {intervals[key]['high']:+.4f}")
     lines = ["", "## Machine tasks at matched rate", "",
              "Human and machine decodes of the same files at each ugicm setting; each baseline read off "
              "its own curve at that bpp (linear in log-rate, – outside its measured range). "
-             "The last rows per metric average over the settings where every column has a value.", ""]
-    lines += _table_header(["task metric", "setting", "bpp", "human", "machine", "machine − human"] + baselines)
+             "The last rows per metric average over the settings where every column has a value. "
+             f"The interval ({100 * level:g} %) is a paired bootstrap over images: {RESAMPLES} draws "
+             "of the image set, the same for both decodes and every setting.", ""]
+    lines += _table_header(["task metric", "setting", "bpp", "human", "machine", "machine − human",
+                            f"{100 * level:g} % interval"] + baselines)
     for key in dict.fromkeys((r["task"], r["metric"]) for r in rows):
         group = [r for r in rows if (r["task"], r["metric"]) == key]
         for r in group:
             delta = None if r["machine"] is None or r["human"] is None else r["machine"] - r["human"]
             lines.append("| " + " | ".join([f"{key[0]} {key[1]}", r["setting"], _num(r["bpp"], 3), _num(r["human"], 4),
-                                            _num(r["machine"], 4), _num(delta, 4)]
+                                            _num(r["machine"], 4), _num(delta, 4), interval((*key, r["setting"]))]
                                            + [_num(r["baselines"].get(c), 4) for c in baselines]) + " |")
         full = [r for r in group if r["human"] is not None and r["machine"] is not None]
         if full:
             mean = lambda f: float(np.mean([f(r) for r in full]))  # noqa: E731
             lines.append("| " + " | ".join([f"{key[0]} {key[1]}", f"mean of {len(full)}", "",
                                             _num(mean(lambda r: r["human"]), 4), _num(mean(lambda r: r["machine"]), 4),
-                                            _num(mean(lambda r: r["machine"] - r["human"]), 4)]
+                                            _num(mean(lambda r: r["machine"] - r["human"]), 4),
+                                            interval((*key, "mean")) if len(full) == len(group) else ""]
                                            + ["" for _ in baselines]) + " |")
     return lines
 

@@ -8,6 +8,9 @@ A task plugs into the runner with three methods:
   small JSON-able outcome for that image, stored in its record (so runs resume).
 * ``summarise(outcomes)`` over all images of one curve point: returns the task's figures, e.g.
   ``{"top1": 0.71}``. Dataset-level metrics such as mAP are computed here, not averaged per image.
+* ``resampled(outcomes, weights)``: the same figures for many resamples of those images at once
+  (``weights``: resamples × outcomes, how often each image is drawn), for the paired bootstrap
+  (``paired.py``); unit weights give ``summarise``'s figures.
 
 Implemented: ImageNet classification top-1/top-5 with MobileNetV2 (TFLite, uint8) here; COCO
 detection mAP with YOLOX-Nano (ONNX) in ``detection.py``; PASCAL VOC segmentation mIoU with
@@ -39,6 +42,9 @@ class Task:
         raise NotImplementedError
 
     def summarise(self, outcomes: list[dict]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def resampled(self, outcomes: list[dict], weights: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
 
@@ -84,6 +90,14 @@ class ImageNetClassification(Task):
         top1 = np.mean([o["top5"][0] == o["label"] for o in known])
         top5 = np.mean([o["label"] in o["top5"] for o in known])
         return {"top1": float(top1), "top5": float(top5), "n": len(known)}
+
+    def resampled(self, outcomes: list[dict], weights: np.ndarray) -> dict[str, np.ndarray]:
+        known = [i for i, o in enumerate(outcomes) if o.get("label") is not None]
+        if not known:
+            return {}
+        w = np.asarray(weights, dtype=np.float64)[:, known]
+        hits = lambda rule: w @ np.array([rule(outcomes[i]) for i in known], dtype=np.float64) / w.sum(axis=1)  # noqa: E731
+        return {"top1": hits(lambda o: o["top5"][0] == o["label"]), "top5": hits(lambda o: o["label"] in o["top5"])}
 
     def _scores(self, rgb: np.ndarray) -> np.ndarray:
         from PIL import Image
