@@ -211,7 +211,7 @@ def resampled_map(outcomes: list[dict], truth: dict[str, list[list[float]]], wei
         matched = np.concatenate([e["dtMatches"] for _, e in found], axis=1)[:, order] > 0
         ignored = np.concatenate([e["dtIgnore"] for _, e in found], axis=1)[:, order] > 0
         objects = weights @ positives
-        ap = _weighted_average_precision(weights[:, image_index], matched & ~ignored, ~matched & ~ignored,
+        ap = _weighted_average_precision(weights[:, image_index], matched & ~ignored, ~ignored,
                                          objects, params.recThrs)
         has_objects = (objects > 0)[:, None]
         ap_sum += np.where(has_objects, ap, 0.0)
@@ -221,11 +221,11 @@ def resampled_map(outcomes: list[dict], truth: dict[str, list[list[float]]], wei
     return {"map50": mean_ap[:, 0], "map50_95": mean_ap.mean(axis=1)}
 
 
-def _weighted_average_precision(weights, true_positive, false_positive, objects, recall_thresholds,
+def _weighted_average_precision(weights, true_positive, counted, objects, recall_thresholds,
                                 chunk: int = 256) -> np.ndarray:
     """COCOeval.accumulate's interpolated AP of one category, per resample (rows of ``weights``,
     one column per detection, sorted by falling score) and IoU threshold (rows of the match
-    tables): precision made monotone from the right, read at the first detection whose recall
+    tables; ``counted``: the detections not ignored): precision made monotone from the right, read at the first detection whose recall
     reaches each threshold, 0 past the last. Returns resamples × thresholds.
 
     Only the true positives are visited: recall rises only there, so every threshold is first
@@ -234,7 +234,6 @@ def _weighted_average_precision(weights, true_positive, false_positive, objects,
     rows = weights.shape[0]
     thresholds = np.asarray(recall_thresholds)
     out = np.zeros((rows, true_positive.shape[0]))
-    counted = true_positive | false_positive  # not ignored
     for start in range(0, rows, chunk):
         w = weights[start:start + chunk]
         n = np.maximum(objects[start:start + chunk, None], np.finfo(float).tiny)
@@ -256,7 +255,7 @@ def _read_at_recalls(recall: np.ndarray, values: np.ndarray, thresholds: np.ndar
     none does (COCOeval's searchsorted, side="left", for every row at once). That column is
     the number of columns below the threshold, that is with fewer than r + 1 thresholds at or
     under their recall: one exact searchsorted, then a cumulative count per row."""
-    rows, columns = recall.shape
+    rows = recall.shape[0]
     slots = len(thresholds) + 1
     under = np.searchsorted(thresholds, recall, side="right")
     counts = np.bincount((under + slots * np.arange(rows)[:, None]).ravel(), minlength=rows * slots)

@@ -1,6 +1,6 @@
 """Machine tasks scored on decoded images: the "machine" half of the evaluation.
 
-A task plugs into the runner with three methods:
+A task plugs into the runner with these methods:
 
 * ``prepare(images)`` in the main process, before any work: finds its model, runtime and ground
   truth, and raises ``TaskError`` (a one-line reason) when it cannot run on these images.
