@@ -67,6 +67,54 @@ def test_two_stages_checkpoint_interrupt_resume(images, tmp_path):
     assert any(r["kind"] == "val" for r in log)
 
 
+def test_a_resumed_run_repeats_the_uninterrupted_one(images, tmp_path):
+    """Interrupted in stage 1's machine session and resumed, a run logs every loss term of the
+    run that was never stopped, to the last bit, the semantic loss's random crops included:
+    the checkpoint holds the state of every random generator the loop draws from."""
+    def train_log(run_dir):
+        return [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+                if r["kind"] == "train"]
+
+    def drop_timing(records):
+        return [{k: v for k, v in r.items() if k != "sec_per_step"} for r in records]
+
+    whole = Trainer(config(images, tmp_path / "whole"))
+    whole.start()
+    whole.run()
+
+    def interrupt_at_step_3(record):
+        if record.get("step") == 3 and record.get("kind") == "train":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = Trainer(config(images, tmp_path / "resumed"), reporter=interrupt_at_step_3)
+    first.start()
+    assert first.run() == 3
+    second = Trainer(config(images, tmp_path / "resumed"))
+    assert second.start().startswith("resumed")
+    assert second.run() == 6
+
+    expected, got = drop_timing(train_log(tmp_path / "whole")), drop_timing(train_log(tmp_path / "resumed"))
+    # the resumed steps draw local crops, and their term is not the constant of a blind teacher
+    assert any(0 < r.get("sem_local", 0) < 1 for r in expected[3:])
+    assert got == expected
+
+
+def test_the_teacher_sees_small_crops():
+    """EfficientNet-Lite0 gives an all-zero embedding of a 32x32 input; the teacher upsamples
+    inputs that small, so their distance has a gradient."""
+    import torch
+
+    from ugicm_codec.training.teachers import build_teacher
+
+    teacher = build_teacher("efficientnet-lite0", None)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert not teacher.net.features((x - teacher.mean) / teacher.std).any()  # what it guards
+    embedding = teacher(x)
+    assert embedding.shape == (2, 1280) and (embedding.abs().sum(1) > 0).all()
+    y = torch.rand(1, 3, 64, 80)  # large enough: passed on as it is
+    assert torch.equal(teacher(y), teacher.net.features((y - teacher.mean) / teacher.std))
+
+
 def test_prefetched_batches_are_the_loops_own(images):
     """Proposals computed ahead in worker processes: the same batches and proposals as in the
     loop, proposals only where a step needs them, and the stream's state is that of the next batch

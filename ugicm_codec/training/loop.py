@@ -13,16 +13,15 @@ Runs on one process, or under ``torchrun`` with DDP (gloo on CPU, nccl on CUDA).
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
-import random
 import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -52,6 +51,13 @@ def _cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def _random_state(text: str) -> tuple:
+    """A ``random.Random`` state from its repr (checkpoints load with ``weights_only``, which
+    holds tensors and plain values but no pickled objects)."""
+    version, internal, gauss_next = ast.literal_eval(text)
+    return version, tuple(internal), gauss_next
+
+
 def _pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -76,9 +82,10 @@ class Trainer:
             # Training shapes never change (one crop size, one batch size): cuDNN times its
             # convolution algorithms once per shape and keeps the fastest.
             torch.backends.cudnn.benchmark = True
+        # Every random draw of a run comes from one of three generators, and a checkpoint stores
+        # all three: torch's (rate levels, quantization noise), the data stream's (crops, flips)
+        # and the semantic loss's (local crops). A resumed run then repeats the uninterrupted one.
         torch.manual_seed(cfg.seed + self.rank)
-        random.seed(cfg.seed + self.rank)
-        np.random.seed(cfg.seed + self.rank)
 
         self.run_dir = cfg.resolved_run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +95,7 @@ class Trainer:
         self.semantic = SemanticLoss(
             build_teacher(cfg.teacher, cfg.teacher_weights).to(self.device,
                 memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format),
-            instances=cfg.instances,
+            instances=cfg.instances, seed=cfg.seed + self.rank,
         )
         self.data = RandomCrops(cfg.train, cfg.crop, cfg.batch_size, seed=cfg.seed + self.rank)
         self.batches = Batches(self.data, self.proposals_at, workers=cfg.data_workers)
@@ -170,6 +177,7 @@ class Trainer:
                 "config": self.cfg.as_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "data_rng": repr(self.batches.state()),
+                "semantic_rng": repr(self.semantic.rng.getstate()),
             },
             self.checkpoint_path(),
         )
@@ -192,10 +200,9 @@ class Trainer:
             except ValueError:
                 pass  # parameter groups changed (a new stage): start the optimizer afresh
         torch.set_rng_state(state["torch_rng"].cpu())
-        import ast
-
-        rng = ast.literal_eval(state["data_rng"])
-        self.batches.set_state((rng[0], tuple(rng[1]), rng[2]))
+        self.batches.set_state(_random_state(state["data_rng"]))
+        if "semantic_rng" in state:  # checkpoints before it was stored draw those crops afresh
+            self.semantic.rng.setstate(_random_state(state["semantic_rng"]))
         return True
 
     def initialise(self, path: str | Path) -> None:

@@ -50,9 +50,12 @@ def object_proposals(image: np.ndarray, count: int, min_fraction: float = 0.02,
 
 class SemanticLoss(nn.Module):
     def __init__(self, teacher: nn.Module, crop_fraction: float = 0.5, instances: int = 2,
-                 instance_size: int = 96):
+                 instance_size: int = 96, seed: int = 0):
         super().__init__()
         self.teacher = teacher
+        # The local scale's crop positions: a generator of its own, so a checkpoint can store
+        # its state and a resumed run draws the crops the uninterrupted one would have.
+        self.rng = random.Random(seed)
         self.crop_fraction = crop_fraction
         self.instances = instances
         self.instance_size = instance_size
@@ -71,7 +74,7 @@ class SemanticLoss(nn.Module):
 
         h, w = x.shape[-2:]
         ch, cw = max(8, int(h * self.crop_fraction)), max(8, int(w * self.crop_fraction))
-        top, left = random.randint(0, h - ch), random.randint(0, w - cw)
+        top, left = self.rng.randint(0, h - ch), self.rng.randint(0, w - cw)
         terms["sem_local"] = self.distance(
             x[..., top:top + ch, left:left + cw], x_hat[..., top:top + ch, left:left + cw]
         )

@@ -109,7 +109,16 @@ class EfficientNetTeacher(nn.Module):
     def train(self, mode: bool = True):  # frozen: BatchNorm stays in inference mode
         return super().train(False)
 
+    # Below two cells of its stride-32 grid the network is blind: every 32x32 input measured
+    # gave an all-zero embedding, so 1 - cosine was a constant 1 without a gradient. Smaller
+    # inputs (the local crop of a 64-pixel training crop) are upsampled to this size first.
+    min_size = 64
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < self.min_size:
+            scale = self.min_size / min(x.shape[-2:])
+            size = [max(self.min_size, round(s * scale)) for s in x.shape[-2:]]
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return self.net.features((x - self.mean) / self.std)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
