@@ -67,6 +67,18 @@ def test_batch_to_directory_continues_after_a_bad_file(run, tmp_path):
     assert not list((tmp_path / "out").glob("*.part"))
 
 
+def test_several_inputs_to_a_file_name_is_a_usage_error(run, tmp_path):
+    """`-o out.ugc` with two inputs is refused before anything is coded; an existing directory,
+    or a name ending in /, takes them."""
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for p in (a, b):
+        p.write_bytes((GOLDEN / "source.png").read_bytes())
+    r = run("encode", a, b, "-o", tmp_path / "out.ugc")
+    assert r.exit_code == 2 and "names a file" in r.stderr and not (tmp_path / "out.ugc").exists()
+    r = run("encode", a, b, "-o", f"{tmp_path / 'out.ugc'}/")
+    assert r.exit_code == 0 and (tmp_path / "out.ugc" / "b.ugc").is_file()
+
+
 def test_jobs_and_skip_existing(run, tmp_path):
     for i in range(3):
         (tmp_path / f"im{i}.png").write_bytes((GOLDEN / "source.png").read_bytes())

@@ -61,6 +61,12 @@ class OutputPlan:
             out = Path(output)
             if len(inputs) > 1 or out.is_dir() or output.endswith(("/", os.sep)):
                 self.directory = out
+            # `-o out.ugc` with a glob that matched two files is a slip, not a request for a
+            # directory named out.ugc: as cp does, several inputs want a directory.
+            if (len(inputs) > 1 and out.suffix and not out.is_dir()
+                    and not output.endswith(("/", os.sep))):
+                raise OutputError(f"{len(inputs)} inputs need -o to be a directory, and {output} "
+                                  f"names a file (create the directory first, or end it with /)")
         if STDIO in inputs and not self.writes_stdout and self.directory is not None:
             raise OutputError("stdin input needs a named output file or -o -")
         targets = [self.target(i) for i in inputs]
