@@ -25,13 +25,14 @@ from pathlib import Path
 
 def kodak_rows(results: dict) -> None:
     human = results["curves"]["ugicm/human"]
-    machine = {p["setting"]: p for p in results["curves"]["ugicm/machine"]}
+    # A run with --prefer human has no machine curve: its columns read "–".
+    machine = {p["setting"]: p for p in results["curves"].get("ugicm/machine", [])}
     print("| ugicm quality | bpp | human PSNR (dB) | human MS-SSIM | machine PSNR (dB) | machine MS-SSIM |")
     print("|---|---|---|---|---|---|")
     for p in human:
-        m = machine[p["setting"]]
-        print(f"| {p['quality']:g} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} | "
-              f"{m['psnr']:.2f} | {m['ms_ssim']:.4f} |")
+        m = machine.get(p["setting"])
+        machine_cells = f"{m['psnr']:.2f} | {m['ms_ssim']:.4f}" if m else "– | –"
+        print(f"| {p['quality']:g} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} | {machine_cells} |")
     print()
     for row in results["bd"]:
         if row["test"] == "ugicm/human" and row["metric"] == "psnr" and row["method"] == "cubic":

@@ -230,8 +230,7 @@ def test_task_metric_at_matched_rate():
     assert [(r["human"], r["machine"]) for r in machine_only] == [(None, 0.56), (None, 0.81)]
 
 
-def test_paired_sign_test_of_readme_results():
-    """scripts/readme_results.py's exact sign test: known binomial tails."""
+def readme_results_script():
     import importlib.util
 
     from conftest import ROOT
@@ -239,6 +238,19 @@ def test_paired_sign_test_of_readme_results():
     spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_results_of_a_human_only_run(capsys):
+    """`ugicm eval --prefer human` writes no machine curve: its Kodak rows say so with dashes."""
+    point = {"setting": "q0", "quality": 0, "bpp": 0.05, "psnr": 24.2, "ms_ssim": 0.83}
+    readme_results_script().kodak_rows({"curves": {"ugicm/human": [point]}, "bd": []})
+    assert capsys.readouterr().out.splitlines()[2] == "| 0 | 0.050 | 24.20 | 0.8300 | – | – |"
+
+
+def test_paired_sign_test_of_readme_results():
+    """scripts/readme_results.py's exact sign test: known binomial tails."""
+    module = readme_results_script()
     assert module.sign_test(0, 5) == 2 / 32
     assert module.sign_test(3, 3) == 1.0 and module.sign_test(0, 0) == 1.0
     assert abs(module.sign_test(30, 13) - 0.0141) < 1e-3  # 2·P(X ≤ 13), X ~ Bin(43, 1/2)
