@@ -100,8 +100,8 @@ def test_a_resumed_run_repeats_the_uninterrupted_one(images, tmp_path):
 
 
 def test_the_teacher_sees_small_crops():
-    """EfficientNet-Lite0 gives an all-zero embedding of a 32x32 input; the teacher upsamples
-    inputs that small, so their distance has a gradient."""
+    """EfficientNet-Lite0 gives an all-zero embedding of a 32x32 input (its stride-32 grid has a
+    single cell); the teacher upsamples inputs that small, so their distance has a gradient."""
     import torch
 
     from ugicm_codec.training.teachers import build_teacher

@@ -109,9 +109,10 @@ class EfficientNetTeacher(nn.Module):
     def train(self, mode: bool = True):  # frozen: BatchNorm stays in inference mode
         return super().train(False)
 
-    # Below two cells of its stride-32 grid the network is blind: every 32x32 input measured
-    # gave an all-zero embedding, so 1 - cosine was a constant 1 without a gradient. Smaller
-    # inputs (the local crop of a 64-pixel training crop) are upsampled to this size first.
+    # Where its stride-32 grid has a single cell the network is blind: every input of 24 to 32
+    # pixels measured gave an all-zero embedding, so 1 - cosine was a constant 1 without a
+    # gradient (the local crop of a 64-pixel training crop is 32). Inputs under this size are
+    # upsampled to it first, with a margin: features of crops that small mean little anyway.
     min_size = 64
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
