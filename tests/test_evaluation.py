@@ -230,15 +230,59 @@ def test_task_metric_at_matched_rate():
     assert [(r["human"], r["machine"]) for r in machine_only] == [(None, 0.56), (None, 0.81)]
 
 
-def readme_results_script():
+def script(name: str):
     import importlib.util
 
     from conftest import ROOT
 
-    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def readme_results_script():
+    return script("readme_results")
+
+
+def test_compare_decodes_pairs_two_runs(tmp_path, monkeypatch):
+    """scripts/compare_decodes.py: B − A of one decode across two runs, paired by image, from
+    the records of each run's own weights only (a run directory may hold other weights' too)."""
+    from ugicm_codec.evaluation.tasks import ImageNetClassification
+
+    class Classification(ImageNetClassification):
+        def prepare(self, images):  # the outcomes carry their labels: no model needed
+            pass
+
+    compare_decodes = script("compare_decodes")
+    monkeypatch.setattr(compare_decodes.task_registry, "make", lambda name, models_dir: Classification())
+    images = [f"im{i}.png" for i in range(8)]
+
+    def run(name, right_at_q0, other_weights_right=None):
+        out = tmp_path / name
+        out.mkdir()
+        results = {"images": images, "folder": str(tmp_path), "tasks": ["classification"],
+                   "ugicm": {"model": "m", "weights_sha256": name * 16}}
+        (out / "results.json").write_text(json.dumps(results))
+        lines = []
+        for coder, right in [(f"m:{name * 16}", right_at_q0), ("m:" + "x" * 16, other_weights_right)]:
+            if right is None:
+                continue
+            for setting, hits in (("q0", right), ("q40", 8)):
+                for i, im in enumerate(images):
+                    outcome = {"label": 1, "top5": [1 if i < hits else 2, 3, 4, 5, 6]}
+                    lines.append(json.dumps({"image": im, "image_sha256": "s", "curve": "ugicm/machine",
+                                             "setting": setting, "coder": coder,
+                                             "tasks": {"classification": outcome}}))
+        (out / "records.jsonl").write_text("\n".join(lines) + "\n")
+        return out
+
+    a, b = run("a", right_at_q0=4), run("b", right_at_q0=8, other_weights_right=0)
+    rows = {(r["metric"], r["setting"]): r for r in compare_decodes.compare(a, "ugicm/machine", b, "ugicm/machine")}
+    q0, q40, mean = rows["top1", "q0"], rows["top1", "q40"], rows["top1", "mean"]
+    assert q0["difference"] == pytest.approx(0.5) and q0["low"] > 0 and q0["not_above"] < 0.05
+    assert q40["difference"] == 0 and q40["low"] == q40["high"] == 0
+    assert mean["difference"] == pytest.approx(0.25) and mean["low"] == pytest.approx(q0["low"] / 2)
 
 
 def test_readme_results_of_a_human_only_run(capsys):
