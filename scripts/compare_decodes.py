@@ -21,6 +21,7 @@ from pathlib import Path
 from ugicm_codec.evaluation import records as records_io
 from ugicm_codec.evaluation import tasks as task_registry
 from ugicm_codec.evaluation.paired import draw_weights, paired_differences
+from ugicm_codec.evaluation.runner import ugicm_coder
 
 
 def _outcomes(run_dir: Path, curve: str) -> tuple[dict, dict]:
@@ -28,7 +29,7 @@ def _outcomes(run_dir: Path, curve: str) -> tuple[dict, dict]:
     by that run's weights (a run directory may hold records of several)."""
     results = json.loads((run_dir / "results.json").read_text())
     ugicm = results.get("ugicm") or {}
-    coder = f"{ugicm.get('model')}:{str(ugicm.get('weights_sha256'))[:16]}" if curve.startswith("ugicm/") else None
+    coder = ugicm_coder(ugicm["model"], ugicm["weights_sha256"]) if curve.startswith("ugicm/") else None
     chosen = {}
     for record in records_io.load(run_dir).values():
         if record["curve"] == curve and (coder is None or record["coder"] == coder):

@@ -241,10 +241,6 @@ def script(name: str):
     return module
 
 
-def readme_results_script():
-    return script("readme_results")
-
-
 def test_compare_decodes_pairs_two_runs(tmp_path, monkeypatch):
     """scripts/compare_decodes.py: B − A of one decode across two runs, paired by image, from
     the records of each run's own weights only (a run directory may hold other weights' too)."""
@@ -288,13 +284,13 @@ def test_compare_decodes_pairs_two_runs(tmp_path, monkeypatch):
 def test_readme_results_of_a_human_only_run(capsys):
     """`ugicm eval --prefer human` writes no machine curve: its Kodak rows say so with dashes."""
     point = {"setting": "q0", "quality": 0, "bpp": 0.05, "psnr": 24.2, "ms_ssim": 0.83}
-    readme_results_script().kodak_rows({"curves": {"ugicm/human": [point]}, "bd": []})
+    script("readme_results").kodak_rows({"curves": {"ugicm/human": [point]}, "bd": []})
     assert capsys.readouterr().out.splitlines()[2] == "| 0 | 0.050 | 24.20 | 0.8300 | – | – |"
 
 
 def test_paired_sign_test_of_readme_results():
     """scripts/readme_results.py's exact sign test: known binomial tails."""
-    module = readme_results_script()
+    module = script("readme_results")
     assert module.sign_test(0, 5) == 2 / 32
     assert module.sign_test(3, 3) == 1.0 and module.sign_test(0, 0) == 1.0
     assert abs(module.sign_test(30, 13) - 0.0141) < 1e-3  # 2·P(X ≤ 13), X ~ Bin(43, 1/2)

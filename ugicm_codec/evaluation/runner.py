@@ -37,6 +37,11 @@ class Preference:
     beta: float
 
 
+def ugicm_coder(model: str, weights_sha256: str) -> str:
+    """The coder of ugicm records: the model and its weights' digest (scripts read it back)."""
+    return f"{model}:{weights_sha256[:16]}"
+
+
 def parse_preferences(text: str) -> list[Preference]:
     """'human,machine,0.5' -> preferences (names or numbers in [0, 1]), duplicates dropped."""
     out: list[Preference] = []
@@ -98,7 +103,7 @@ class EvalPlan:
     def coder(self, codec: str) -> str:
         """What made a record: part of its key, so other weights or encoders are measured anew."""
         if codec == UGICM:
-            return f"{self.model['name']}:{self.model['sha256'][:16]}"
+            return ugicm_coder(self.model["name"], self.model["sha256"])
         if codec == ORIGINAL:
             return "-"
         b = baseline_codecs.get(codec)
