@@ -24,15 +24,17 @@ from pathlib import Path
 
 
 def kodak_rows(results: dict) -> None:
-    human = results["curves"]["ugicm/human"]
-    # A run with --prefer human has no machine curve: its columns read "–".
-    machine = {p["setting"]: p for p in results["curves"].get("ugicm/machine", [])}
+    # A run with --prefer human (or machine) has one decode: the other's columns read "–".
+    human, machine = ({p["setting"]: p for p in results["curves"].get(curve, [])}
+                      for curve in ("ugicm/human", "ugicm/machine"))
     print("| ugicm quality | bpp | human PSNR (dB) | human MS-SSIM | machine PSNR (dB) | machine MS-SSIM |")
     print("|---|---|---|---|---|---|")
-    for p in human:
-        m = machine.get(p["setting"])
-        machine_cells = f"{m['psnr']:.2f} | {m['ms_ssim']:.4f}" if m else "– | –"
-        print(f"| {p['quality']:g} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} | {machine_cells} |")
+
+    def cells(p):
+        return f"{p['psnr']:.2f} | {p['ms_ssim']:.4f}" if p else "– | –"
+
+    for setting, p in (human or machine).items():
+        print(f"| {p['quality']:g} | {p['bpp']:.3f} | {cells(human.get(setting))} | {cells(machine.get(setting))} |")
     print()
     for row in results["bd"]:
         if row["test"] == "ugicm/human" and row["metric"] == "psnr" and row["method"] == "cubic":
@@ -99,11 +101,18 @@ def paired_classification(records: Path) -> None:
         c = r.get("tasks", {}).get("classification")
         if c and r["curve"] in ("ugicm/human", "ugicm/machine"):
             correct[(r["curve"], r["setting"], r["image"])] = c["top5"][0] == c["label"]
-    settings = sorted({k[1] for k in correct}, key=lambda q: float(q.lstrip("q")))
+    # Only settings with both decodes: a run of one decode (--prefer machine) has no pairs, and
+    # "0 against 0, p = 1" would read as a measured tie.
+    both = {}
+    for curve, q, image in correct:
+        if curve == "ugicm/human" and ("ugicm/machine", q, image) in correct:
+            both.setdefault(q, []).append(image)
+    if not both:
+        return
     print("\n| quality | images only the machine decode classifies right | only the human decode | sign test p |")
     print("|---|---|---|---|")
-    for q in settings:
-        images = [k[2] for k in correct if k[:2] == ("ugicm/human", q) and ("ugicm/machine", q, k[2]) in correct]
+    for q in sorted(both, key=lambda q: float(q.lstrip("q"))):
+        images = both[q]
         m = sum(correct[("ugicm/machine", q, i)] and not correct[("ugicm/human", q, i)] for i in images)
         h = sum(correct[("ugicm/human", q, i)] and not correct[("ugicm/machine", q, i)] for i in images)
         print(f"| {q.lstrip('q')} | {m} | {h} | {sign_test(m, h):.2g} |")

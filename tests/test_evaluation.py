@@ -281,11 +281,32 @@ def test_compare_decodes_pairs_two_runs(tmp_path, monkeypatch):
     assert mean["difference"] == pytest.approx(0.25) and mean["low"] == pytest.approx(q0["low"] / 2)
 
 
-def test_readme_results_of_a_human_only_run(capsys):
-    """`ugicm eval --prefer human` writes no machine curve: its Kodak rows say so with dashes."""
+def test_readme_results_of_a_one_decode_run(capsys):
+    """`ugicm eval --prefer human` writes no machine curve, `--prefer machine` no human one:
+    their Kodak rows say so with dashes."""
     point = {"setting": "q0", "quality": 0, "bpp": 0.05, "psnr": 24.2, "ms_ssim": 0.83}
     script("readme_results").kodak_rows({"curves": {"ugicm/human": [point]}, "bd": []})
     assert capsys.readouterr().out.splitlines()[2] == "| 0 | 0.050 | 24.20 | 0.8300 | – | – |"
+    script("readme_results").kodak_rows({"curves": {"ugicm/machine": [point]}, "bd": []})
+    assert capsys.readouterr().out.splitlines()[2] == "| 0 | 0.050 | – | – | 24.20 | 0.8300 |"
+
+
+def test_readme_sign_test_table_needs_both_decodes(tmp_path, capsys):
+    """A run of the machine decode alone has no pairs: no table of "0 against 0, p = 1";
+    where both decodes were scored, the discordant images are counted."""
+    def record(curve, image, predicted):
+        return json.dumps({"curve": curve, "setting": "q0", "image": image,
+                           "tasks": {"classification": {"label": 1, "top5": [predicted, 2, 3, 4, 5]}}})
+
+    records = tmp_path / "records.jsonl"
+    records.write_text("\n".join(record("ugicm/machine", f"{i}.png", 1) for i in range(3)) + "\n")
+    module = script("readme_results")
+    module.paired_classification(records)
+    assert capsys.readouterr().out == ""
+    with records.open("a") as f:
+        f.write("\n".join(record("ugicm/human", f"{i}.png", 1 if i else 0) for i in range(3)) + "\n")
+    module.paired_classification(records)
+    assert capsys.readouterr().out.splitlines()[-1] == "| 0 | 1 | 0 | 1 |"
 
 
 def test_paired_sign_test_of_readme_results():

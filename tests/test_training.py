@@ -95,6 +95,28 @@ def test_the_teacher_sees_small_crops():
     assert torch.equal(teacher(y), teacher.net.features((y - teacher.mean) / teacher.std))
 
 
+def test_the_spatial_teacher_counts_where_things_are():
+    """The spatial embedding's cosine is the mean of the pooled features' cosine and the
+    stride-16 map's: a mirror image keeps the pooled features and moves the map."""
+    import torch
+    import torch.nn.functional as F
+
+    from ugicm_codec.training.teachers import build_teacher
+
+    pooled, spatial = build_teacher("efficientnet-lite0"), build_teacher("efficientnet-lite0-spatial")
+    x = torch.rand(1, 3, 16, 24, generator=torch.Generator().manual_seed(1))
+    x = F.interpolate(x, size=(128, 192), mode="bilinear", align_corners=False)  # smooth: a real scene's scale
+    mirror = x.flip(-1)
+    a, b = spatial(x), spatial(mirror)
+    assert torch.allclose(a.norm(dim=1), torch.ones(1))
+    _, map_a = spatial.net.features((x - spatial.mean) / spatial.std, spatial=True)
+    _, map_b = spatial.net.features((mirror - spatial.mean) / spatial.std, spatial=True)
+    cos_pooled = F.cosine_similarity(pooled(x), pooled(mirror))
+    cos_map = F.cosine_similarity(map_a.flatten(1), map_b.flatten(1))
+    assert torch.allclose(F.cosine_similarity(a, b), (cos_pooled + cos_map) / 2, atol=1e-5)
+    assert cos_pooled > 0.9 and cos_map < cos_pooled - 0.1
+
+
 def test_prefetched_batches_are_the_loops_own(images):
     """Proposals computed ahead in worker processes: the same batches and proposals as in the
     loop, proposals only where a step needs them, and the stream's state is that of the next batch

