@@ -569,3 +569,15 @@ def test_a_state_without_coding_tables_trains_and_exports_the_same_file(images, 
     again = build_model("ugicm-hp-tiny")
     again.load_grown_state_dict(packed)
     assert export(again, tmp_path / "a.safetensors", half=False) == export(model, tmp_path / "b.safetensors", half=False)
+
+
+def test_headless_entry_point_reports_bad_options_in_one_line(tmp_path, capsys):
+    """python -m ugicm_codec.training with a mistyped value or a missing config file: one line
+    and exit 2, as `ugicm train` gives, not a traceback."""
+    from ugicm_codec.training.__main__ import main
+
+    assert main([f"run_dir={tmp_path}", "teacher=effnet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ugicm: error: teacher must be one of efficientnet-lite0,") and "\n" not in err
+    assert main([str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml" in capsys.readouterr().err

@@ -16,8 +16,17 @@ def main(argv: list[str]) -> int:
             overrides[key] = json.loads(value)
         except ValueError:
             overrides[key] = value
-    cfg = TrainConfig.load(path, overrides)
-    trainer = Trainer(cfg, reporter=lambda r: print(json.dumps(r), flush=True))
+    # One line for what the caller got wrong, as `ugicm train` does; a traceback only for our bugs.
+    try:
+        cfg = TrainConfig.load(path, overrides)
+    except (ValueError, OSError) as e:
+        print(f"ugicm: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        trainer = Trainer(cfg, reporter=lambda r: print(json.dumps(r), flush=True))
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"ugicm: error: {e}", file=sys.stderr)
+        return 1
     print(trainer.start(), file=sys.stderr, flush=True)
     trainer.run()
     return 0

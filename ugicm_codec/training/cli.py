@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .config import STAGE2_SESSIONS
+from .config import STAGE2_SESSIONS, TEACHERS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -29,7 +29,7 @@ from .config import STAGE2_SESSIONS
 @click.option("--stage2-sessions", type=click.Choice(STAGE2_SESSIONS),
               help="Stage-2 sessions: alternate (the paper), or human or machine alone "
               "(machine: anchored architectures only; it trains what the human decode does not use).")
-@click.option("--teacher", type=click.Choice(["efficientnet-lite0", "efficientnet-lite0-spatial", "clip"]), help="Semantic encoder.")
+@click.option("--teacher", type=click.Choice(TEACHERS), help="Semantic encoder.")
 @click.option("--teacher-weights", type=click.Path(exists=True, dir_okay=False),
               help="Local weights file of the teacher (CLIP: an open_clip state dict).")
 @click.option("--device", help="auto, cpu, cuda, cuda:1 …")

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STAGE2_SESSIONS = ("alternate", "human", "machine")
+# efficientnet-lite0: pooled features, the shipped weights' teacher; efficientnet-lite0-spatial: pooled
+# features and the stride-16 map, equally weighted; clip: open_clip from teacher_weights.
+TEACHERS = ("efficientnet-lite0", "efficientnet-lite0-spatial", "clip")
 
 
 @dataclass
@@ -68,9 +71,7 @@ class TrainConfig:
     # with nothing clear elsewhere; not shipped (README, Training).
     stage2_machine_mse_weight: float = 0.0
     semantic: bool = True  # False: the ablation, beta=1 trained on MSE only
-    # efficientnet-lite0 (pooled features, the shipped weights' teacher), efficientnet-lite0-spatial
-    # (pooled features and the stride-16 map, equally weighted), or clip (with teacher_weights).
-    teacher: str = "efficientnet-lite0"
+    teacher: str = "efficientnet-lite0"  # one of TEACHERS
     teacher_weights: str | None = None
     instances: int = 2
     # Speed.
@@ -97,6 +98,8 @@ class TrainConfig:
         if self.stage2_sessions not in STAGE2_SESSIONS:
             raise ValueError(f"stage2_sessions must be one of {', '.join(STAGE2_SESSIONS)}, "
                              f"not {self.stage2_sessions!r}")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, not {self.teacher!r}")
 
     @property
     def total_steps(self) -> int:

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import TEACHERS
+
 # (expansion, kernel, stride, output channels, repeats) of EfficientNet-B0/Lite0.
 _LITE0_STAGES = [
     (1, 3, 1, 16, 1),
@@ -198,4 +200,4 @@ def build_teacher(kind: str = "efficientnet-lite0", weights: str | Path | None =
         return EfficientNetTeacher(weights, spatial=True)
     if kind == "clip":
         return ClipTeacher(weights)
-    raise ValueError(f"unknown teacher {kind!r} (efficientnet-lite0, efficientnet-lite0-spatial or clip)")
+    raise ValueError(f"unknown teacher {kind!r} (one of {', '.join(TEACHERS)})")
