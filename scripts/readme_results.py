@@ -1,8 +1,10 @@
 """Prints the README's result rows from `ugicm eval` results.json files, so the README quotes
 measured figures and nothing typed by hand.
 
-    python scripts/readme_results.py runs/eval-kodak/results.json
-    python scripts/readme_results.py runs/eval-imagenet/results.json --ablation runs/eval-imagenet-nosem/results.json
+    python scripts/readme_results.py runs/eval-kodak
+    python scripts/readme_results.py runs/eval-imagenet --ablation runs/eval-imagenet-nosem
+
+Each argument is an `ugicm eval --out` folder or the results.json in it.
 
 A Kodak run gives the rate-distortion rows and the BD-rates of the human decode; a run with
 ``--tasks`` gives the machine-task table at matched rate (human decode, machine decode, and WebP
@@ -118,15 +120,24 @@ def paired_classification(records: Path) -> None:
         print(f"| {q.lstrip('q')} | {m} | {h} | {sign_test(m, h):.2g} |")
 
 
+def results_file(path: str) -> Path:
+    """The results.json an argument names: the file itself, or the one in an `ugicm eval --out` folder."""
+    given = Path(path)
+    found = given / "results.json" if given.is_dir() else given
+    if not found.is_file():
+        raise SystemExit(f"readme_results.py: error: {path}: no results.json there (an `ugicm eval --out` folder?)")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results")
-    parser.add_argument("--ablation", help="results.json of the same run with the ablation model's weights")
+    parser.add_argument("results", type=results_file)
+    parser.add_argument("--ablation", type=results_file, help="the same run with the ablation model's weights")
     args = parser.parse_args()
-    results = json.load(open(args.results))
+    results = json.loads(args.results.read_text())
     if results.get("matched"):
-        task_rows(results, json.load(open(args.ablation)) if args.ablation else None)
-        records = Path(args.results).with_name("records.jsonl")
+        task_rows(results, json.loads(args.ablation.read_text()) if args.ablation else None)
+        records = args.results.with_name("records.jsonl")
         if records.exists() and any(r["task"] == "classification" for r in results["matched"]):
             paired_classification(records)
         paired_intervals(results)

@@ -309,6 +309,15 @@ def test_readme_sign_test_table_needs_both_decodes(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "| 0 | 1 | 0 | 1 |"
 
 
+def test_readme_results_reads_an_eval_folder_or_its_results_file(tmp_path):
+    """Either argument form names the same results.json; anything else is a one-line error."""
+    module = script("readme_results")
+    (tmp_path / "results.json").write_text("{}")
+    assert module.results_file(str(tmp_path)) == module.results_file(str(tmp_path / "results.json"))
+    with pytest.raises(SystemExit, match="no results.json there"):
+        module.results_file(str(tmp_path / "missing"))
+
+
 def test_paired_sign_test_of_readme_results():
     """scripts/readme_results.py's exact sign test: known binomial tails."""
     module = script("readme_results")

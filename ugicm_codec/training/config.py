@@ -68,7 +68,7 @@ class TrainConfig:
     # like the original and L_sem alone fitted the teacher at a cost in top-1, and leaves the low
     # rates to L_sem. Tried at 1.0 from the shipped weights: the machine decode gained 0.2-1 dB
     # of PSNR, and against an L_sem-only run of the same steps held top-1 at quality 80 (+2.0)
-    # with nothing clear elsewhere; not shipped (README, Training).
+    # with nothing clear elsewhere; not shipped (docs/experiments.md).
     stage2_machine_mse_weight: float = 0.0
     semantic: bool = True  # False: the ablation, beta=1 trained on MSE only
     teacher: str = "efficientnet-lite0"  # one of TEACHERS
