@@ -29,7 +29,7 @@ def _outcomes(run_dir: Path, curve: str) -> tuple[dict, dict]:
     by that run's weights (a run directory may hold records of several)."""
     results = json.loads((run_dir / "results.json").read_text())
     ugicm = results.get("ugicm") or {}
-    coder = ugicm_coder(ugicm["model"], ugicm["weights_sha256"]) if curve.startswith("ugicm/") else None
+    coder = ugicm_coder(ugicm["model"], ugicm["weights_sha256"], ugicm.get("refine_steps", 0)) if curve.startswith("ugicm/") else None
     chosen = {}
     for record in records_io.load(run_dir).values():
         if record["curve"] == curve and (coder is None or record["coder"] == coder):

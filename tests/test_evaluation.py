@@ -195,6 +195,15 @@ def test_eval_on_two_kodak_images(tmp_path, tiny_weights):
     assert len((out / "records.jsonl").read_text().splitlines()) == len(records)
     assert "already in" in again.output
 
+    # Refined encodes are another coder: measured anew beside the plain ones, and named as such.
+    refined = CliRunner().invoke(main, args[:args.index("--qualities")] + [
+        "--qualities", "30", "--baselines", "none", "--weights", str(tiny_weights), "--threads", "1",
+        "--limit", "1", "--refine-steps", "2"])
+    assert refined.exit_code == 0, refined.output
+    new = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()][len(records):]
+    assert len(new) == 2 and all(r["coder"].endswith(" refine=2") for r in new)
+    assert json.loads((out / "results.json").read_text())["ugicm"]["refine_steps"] == 2
+
 
 @needs_kodak
 def test_bench_writes_json(tmp_path):

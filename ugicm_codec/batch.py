@@ -25,11 +25,12 @@ def init_codec(options: dict) -> None:
     _codec = Codec(**options)
 
 
-def encode_job(name: str, data: bytes, quality, target_bpp, keep_metadata: bool):
-    result = _codec.encode_detailed(data, quality=quality, target_bpp=target_bpp, keep_metadata=keep_metadata)
+def encode_job(name: str, data: bytes, quality, target_bpp, keep_metadata: bool, refine_steps: int = 0):
+    result = _codec.encode_detailed(data, quality=quality, target_bpp=target_bpp, keep_metadata=keep_metadata,
+                                    refine_steps=refine_steps)
     record = {"input": name, "bytes": len(result.data), "width": result.width, "height": result.height,
               "bpp": round(result.bpp, 5), "rate_level": round(result.level, 5),
-              "seconds": round(result.seconds, 4)}
+              "refine_steps": refine_steps, "seconds": round(result.seconds, 4)}
     line = (f"{name} -> {{out}}: {result.width}x{result.height}, {len(result.data)} bytes, "
             f"{result.bpp:.4f} bpp, {result.seconds:.2f} s")
     if target_bpp is not None:

@@ -171,10 +171,14 @@ def _common(f):
               help="Quality from 0 to 100, continuous (default 60).")
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True),
               help="Search the continuous rate for the largest file within this many bits per pixel.")
+@click.option("--refine-steps", type=click.IntRange(0, 10000), default=0, show_default=True,
+              help="Optimise each image's latent for the human decode with this many gradient steps "
+              "before coding: smaller files at equal quality, the same format and decoder, a much "
+              "slower encode (20 steps: about 35 s for a Kodak image on 2 CPU cores).")
 @click.option("--strip", is_flag=True, help="Leave out the ICC profile and EXIF metadata.")
 @_common
-def encode(inputs, output, quality, target_bpp, strip, weights, device, threads, max_pixels, quiet,
-           as_json, jobs, skip_existing):
+def encode(inputs, output, quality, target_bpp, refine_steps, strip, weights, device, threads, max_pixels,
+           quiet, as_json, jobs, skip_existing):
     """Compress images (PNG, JPEG, WebP, TIFF, BMP; - for stdin) into .ugc files."""
     from .batch import encode_job
 
@@ -183,7 +187,8 @@ def encode(inputs, output, quality, target_bpp, strip, weights, device, threads,
     plan = _plan(inputs, output, ".ugc")
     reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "encode")
     options = dict(weights=weights, device=device, threads=threads, max_pixels=max_pixels)
-    _execute(inputs, plan, reporter, encode_job, (quality, target_bpp, not strip), options, jobs, skip_existing)
+    _execute(inputs, plan, reporter, encode_job, (quality, target_bpp, not strip, refine_steps), options, jobs,
+             skip_existing)
 
 
 @main.command(context_settings=CONTEXT)

@@ -108,25 +108,31 @@ class Codec:
 
     # ------------------------------------------------------------------ encode
     def encode(self, image, quality: float | None = None, target_bpp: float | None = None,
-               keep_metadata: bool = True) -> bytes:
-        """``image``: a PIL image, an HxW / HxWx3 uint8 array, a path, or encoded image bytes."""
-        return self.encode_detailed(image, quality, target_bpp, keep_metadata).data
+               keep_metadata: bool = True, refine_steps: int = 0) -> bytes:
+        """``image``: a PIL image, an HxW / HxWx3 uint8 array, a path, or encoded image bytes.
+        ``refine_steps`` > 0 optimises the latent for the human decode first (``refinement``):
+        a slower encode, the same format and decoder."""
+        return self.encode_detailed(image, quality, target_bpp, keep_metadata, refine_steps).data
 
     def encode_detailed(self, image, quality: float | None = None, target_bpp: float | None = None,
-                        keep_metadata: bool = True) -> EncodeResult:
+                        keep_metadata: bool = True, refine_steps: int = 0) -> EncodeResult:
         start = time.perf_counter()
         picture = self.picture(image, keep_metadata)
         w, h = picture.size
-        y = self._analysis(picture.rgb)
+        padded = _edge_padded(picture.rgb)
+        y = self._analysis(padded)
         y_shape, z_shape = container.latent_shapes(w, h)
         grid = container.tile_grid(z_shape, self.entropy_tile)
         alpha = None if picture.alpha is None else zlib.compress(picture.alpha.tobytes(), 9)
 
-        def code(level: float) -> bytes:
+        def code(level: float, refine: bool = False) -> bytes:
             tiles = []
             for zt, zl, zh, zw in grid:
                 s = 4  # y samples per z sample
-                out = self.model.compress_latent(y[..., zt * s:(zt + zh) * s, zl * s:(zl + zw) * s], level)
+                y_tile = y[..., zt * s:(zt + zh) * s, zl * s:(zl + zw) * s]
+                if refine:
+                    y_tile = self._refine_tile(padded, (w, h), (zt, zl, zh, zw), y_tile, level, refine_steps)
+                out = self.model.compress_latent(y_tile, level)
                 tiles.append((out["strings"][1], out["strings"][0]))
             return container.build(UgcFile(
                 model_id=self.info.name, weights_digest=self.info.digest, width=w, height=h,
@@ -136,19 +142,38 @@ class Codec:
             ))
 
         if target_bpp is not None:
+            # The rate is searched without refinement (a dozen refined encodes would cost a dozen
+            # times as much); refinement then lowers the cost at that level, and a refined file
+            # that grew past the target is not used.
             level, data = self._search_rate(code, target_bpp, w * h)
+            if refine_steps > 0:
+                refined = code(level, refine=True)
+                if len(refined) <= len(data) or len(refined) * 8 <= target_bpp * w * h:
+                    data = refined
         else:
             level = self.quality_to_level(DEFAULT_QUALITY if quality is None else quality)
-            data = code(level)
+            data = code(level, refine=refine_steps > 0)
         return EncodeResult(data, w, h, level, time.perf_counter() - start)
 
+    def _refine_tile(self, padded: np.ndarray, size, tile, y_tile: torch.Tensor, level: float,
+                     steps: int) -> torch.Tensor:
+        """``refinement.refine_latent`` for one entropy tile: its pixels, and only those inside
+        the image count."""
+        from .refinement import refine_latent
+
+        (w, h), (zt, zl, zh, zw), s = size, tile, LATENT_STRIDE * 4
+        rows, cols = slice(zt * s, (zt + zh) * s), slice(zl * s, (zl + zw) * s)
+        x = torch.from_numpy(np.ascontiguousarray(padded[rows, cols])).to(self.device)
+        x = x.permute(2, 0, 1)[None].float().div_(255)
+        inside = np.zeros(padded.shape[:2], dtype=np.float32)
+        inside[:h, :w] = 1
+        mask = torch.from_numpy(inside[rows, cols])[None, None]
+        return refine_latent(self.model, x, y_tile, level, steps, mask).y
+
     @torch.no_grad()
-    def _analysis(self, rgb: np.ndarray) -> torch.Tensor:
-        """y = g_a(x) of the edge-padded image, computed tile by tile (CPU tensor)."""
-        h, w = rgb.shape[:2]
-        ph, pw = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
-        # Edge replication is cheaper to code than zeros; the decoder crops it away.
-        padded = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    def _analysis(self, padded: np.ndarray) -> torch.Tensor:
+        """y = g_a(x) of the edge-padded image (``_edge_padded``), computed tile by tile (CPU tensor)."""
+        ph, pw = padded.shape[:2]
         yh, yw = ph // LATENT_STRIDE, pw // LATENT_STRIDE
         y = torch.empty(1, self.model.arch.M, yh, yw)
         step, m = self.entropy_tile * 4, ANALYSIS_MARGIN
@@ -262,6 +287,14 @@ class Codec:
                 x = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
                 out[r0 * s:r0 * s + rows, c0 * s:c0 * s + cols] = x
         return out
+
+
+def _edge_padded(rgb: np.ndarray) -> np.ndarray:
+    """The image padded to a multiple of PAD_MULTIPLE by edge replication, which is cheaper to
+    code than zeros; the decoder crops it away."""
+    h, w = rgb.shape[:2]
+    ph, pw = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
+    return np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
 
 
 def _alpha_plane(f: UgcFile) -> np.ndarray:

@@ -83,10 +83,12 @@ def _weights_model(weights) -> dict:
               help="Downstream models for --tasks [default: ../shared/models].")
 @click.option("--bd-method", type=click.Choice(BD_METHODS), default="cubic", show_default=True,
               help="Interpolation in results.md's BD tables (results.json has both).")
+@click.option("--refine-steps", type=click.IntRange(0, 10000), default=0, show_default=True,
+              help="Encode ugicm files with this many latent refinement steps (ugicm encode --refine-steps).")
 @click.option("--save-bitstreams", is_flag=True, help="Keep every encoded file under OUT/bitstreams/.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors and the result paths.")
 def eval_command(folder, out, qualities, baselines, baseline_qualities, preferences, tasks, weights, device, threads, jobs,
-                 limit, anchors, models, bd_method, save_bitstreams, quiet):
+                 limit, anchors, models, bd_method, refine_steps, save_bitstreams, quiet):
     """Rate-distortion evaluation of ugicm and classic codecs on a folder of images.
 
     Every image is coded at every setting; bpp comes from the real size of each encoded file.
@@ -155,7 +157,7 @@ def eval_command(folder, out, qualities, baselines, baseline_qualities, preferen
     plan = EvalPlan(folder=images[0].parent, out=out, images=images, qualities=quality_list, preferences=prefs,
                     baselines=baseline_names, baseline_qualities=ladder or None, tasks=task_objects, model=model,
                     device=device, threads=threads, jobs=jobs, save_bitstreams=save_bitstreams,
-                    anchors_dir=anchors or KODAK_ANCHORS_DIR)
+                    anchors_dir=anchors or KODAK_ANCHORS_DIR, refine_steps=refine_steps)
     status = _run_eval(plan, bd_method, quiet)
     sys.exit(EXIT_FAILED if skipped else status)
 

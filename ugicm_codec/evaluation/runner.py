@@ -37,9 +37,11 @@ class Preference:
     beta: float
 
 
-def ugicm_coder(model: str, weights_sha256: str) -> str:
-    """The coder of ugicm records: the model and its weights' digest (scripts read it back)."""
-    return f"{model}:{weights_sha256[:16]}"
+def ugicm_coder(model: str, weights_sha256: str, refine_steps: int = 0) -> str:
+    """The coder of ugicm records: the model, its weights' digest and the encoder's refinement
+    steps, if any (scripts read it back)."""
+    coder = f"{model}:{weights_sha256[:16]}"
+    return f"{coder} refine={refine_steps}" if refine_steps else coder
 
 
 def parse_preferences(text: str) -> list[Preference]:
@@ -99,11 +101,12 @@ class EvalPlan:
     save_bitstreams: bool = False
     anchors_dir: Path | None = None
     image_digests: dict[str, str] = field(default_factory=dict)
+    refine_steps: int = 0  # latent refinement steps of the ugicm encoder (refinement.py)
 
     def coder(self, codec: str) -> str:
         """What made a record: part of its key, so other weights or encoders are measured anew."""
         if codec == UGICM:
-            return ugicm_coder(self.model["name"], self.model["sha256"])
+            return ugicm_coder(self.model["name"], self.model["sha256"], self.refine_steps)
         if codec == ORIGINAL:
             return "-"
         b = baseline_codecs.get(codec)
@@ -194,7 +197,7 @@ class Worker:
     def _run_ugicm(self, unit, original, base) -> list[dict]:
         codec = self.codec()
         # Every codec gets the same pixels and no metadata (ICC, EXIF), so sizes compare like for like.
-        encoded = codec.encode_detailed(original, quality=unit.quality)
+        encoded = codec.encode_detailed(original, quality=unit.quality, refine_steps=self.plan.refine_steps)
         self._save(unit, encoded.data, ".ugc")
         parsed = codec.parse(encoded.data)
         records = []

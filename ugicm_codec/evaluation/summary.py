@@ -111,7 +111,8 @@ def build_results(plan: EvalPlan, records: dict) -> dict:
         "kodak": kodak,
         "ugicm": None if not plan.qualities else {
             "model": plan.model["name"], "weights_sha256": plan.model["sha256"],
-            "qualities": plan.qualities, "preferences": {p.label: p.beta for p in plan.preferences}},
+            "qualities": plan.qualities, "preferences": {p.label: p.beta for p in plan.preferences},
+            "refine_steps": plan.refine_steps},
         "baselines": {name: {"library": baseline_codecs.get(name).library(),
                              "options": baseline_codecs.get(name).options,
                              "qualities": plan.ladder(name)} for name in plan.baselines},
@@ -188,7 +189,8 @@ def markdown(results: dict, bd_method: str = "cubic") -> str:
         u = results["ugicm"]
         prefs = ", ".join(f"{k} (β={v:g})" for k, v in u["preferences"].items())
         lines.append(f"- ugicm: model `{u['model']}`, weights sha256 `{u['weights_sha256'][:16]}…`, "
-                     f"qualities {', '.join(f'{q:g}' for q in u['qualities'])}, decoded for {prefs}")
+                     f"qualities {', '.join(f'{q:g}' for q in u['qualities'])}, decoded for {prefs}"
+                     + (f", encoded with {u['refine_steps']} latent refinement steps" if u.get("refine_steps") else ""))
     for name, b in results["baselines"].items():
         lines.append(f"- {name}: {b['library']}, options {json.dumps(b['options'])}, "
                      f"qualities {', '.join(map(str, b['qualities']))}")
