@@ -3,6 +3,7 @@ measured figures and nothing typed by hand.
 
     python scripts/readme_results.py runs/eval-kodak
     python scripts/readme_results.py runs/eval-imagenet --ablation runs/eval-imagenet-nosem
+    python scripts/readme_results.py runs/eval-kodak-r20 --against runs/eval-kodak-c2
 
 Each argument is an `ugicm eval --out` folder or the results.json in it.
 
@@ -45,6 +46,22 @@ def kodak_rows(results: dict) -> None:
             else:
                 print(f"vs {row['reference']} ({row['reference_kind']}): BD-rate {row['bd_rate_percent']:+.1f} %, "
                       f"BD-PSNR {row['bd_quality_db']:+.2f} dB")
+
+
+def against_rows(results: dict, other: dict) -> None:
+    """BD-rate of each ugicm curve of this run against the same curve of another Kodak run (other
+    weights, or the same weights' plain encoder against ``--refine-steps``)."""
+    from ugicm_codec.evaluation.bd import bd_quality, bd_rate
+
+    for curve, points in results["curves"].items():
+        theirs = other["curves"].get(curve)
+        if not curve.startswith("ugicm/") or not theirs:
+            continue
+        axes = [[[p[key] for p in side] for key in ("bpp", "psnr", "ms_ssim_db")] for side in (theirs, points)]
+        (ref_bpp, ref_psnr, ref_ms), (bpp, psnr, ms) = axes
+        print(f"{curve} vs the other run's: BD-rate {bd_rate(ref_bpp, ref_psnr, bpp, psnr):+.1f} % "
+              f"(BD-PSNR {bd_quality(ref_bpp, ref_psnr, bpp, psnr):+.2f} dB), "
+              f"at equal MS-SSIM {bd_rate(ref_bpp, ref_ms, bpp, ms):+.1f} %")
 
 
 def task_rows(results: dict, ablation: dict | None) -> None:
@@ -133,6 +150,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=results_file)
     parser.add_argument("--ablation", type=results_file, help="the same run with the ablation model's weights")
+    parser.add_argument("--against", type=results_file,
+                        help="another Kodak run: BD-rates of this run's ugicm curves against its")
     args = parser.parse_args()
     results = json.loads(args.results.read_text())
     if results.get("matched"):
@@ -143,6 +162,9 @@ def main() -> None:
         paired_intervals(results)
     else:
         kodak_rows(results)
+        if args.against:
+            print()
+            against_rows(results, json.loads(args.against.read_text()))
 
 
 if __name__ == "__main__":

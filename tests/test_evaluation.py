@@ -300,6 +300,19 @@ def test_readme_results_of_a_one_decode_run(capsys):
     assert capsys.readouterr().out.splitlines()[2] == "| 0 | 0.050 | – | – | 24.20 | 0.8300 |"
 
 
+def test_readme_results_against_another_run(capsys):
+    """--against: a curve with 10 % fewer bits at every PSNR is a BD-rate of -10 % against the
+    other run's; curves only one run has are left out."""
+    def curve(scale):
+        return [{"bpp": b * scale, "psnr": q, "ms_ssim_db": q / 2} for b, q in ((0.1, 25), (0.3, 29), (0.8, 33), (1.5, 36))]
+
+    script("readme_results").against_rows({"curves": {"ugicm/human": curve(0.9), "webp": curve(1)}},
+                                           {"curves": {"ugicm/human": curve(1)}})
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("ugicm/human vs the other run's: BD-rate -10.0 % (BD-PSNR +0.")
+    assert line.endswith("dB), at equal MS-SSIM -10.0 %")
+
+
 def test_readme_sign_test_table_needs_both_decodes(tmp_path, capsys):
     """A run of the machine decode alone has no pairs: no table of "0 against 0, p = 1";
     where both decodes were scored, the discordant images are counted."""
