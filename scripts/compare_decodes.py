@@ -27,7 +27,10 @@ from ugicm_codec.evaluation.runner import ugicm_coder
 def _outcomes(run_dir: Path, curve: str) -> tuple[dict, dict]:
     """(results.json, {(image, setting): record}) of one run, for the records of ``curve`` made
     by that run's weights (a run directory may hold records of several)."""
-    results = json.loads((run_dir / "results.json").read_text())
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"compare_decodes.py: error: {run_dir}: no results.json there (an `ugicm eval --out` folder?)")
+    results = json.loads(path.read_text())
     ugicm = results.get("ugicm") or {}
     coder = ugicm_coder(ugicm["model"], ugicm["weights_sha256"], ugicm.get("refine_steps", 0)) if curve.startswith("ugicm/") else None
     chosen = {}

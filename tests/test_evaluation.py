@@ -300,6 +300,11 @@ def test_readme_results_of_a_one_decode_run(capsys):
     assert capsys.readouterr().out.splitlines()[2] == "| 0 | 0.050 | – | – | 24.20 | 0.8300 |"
 
 
+def test_compare_decodes_without_results_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="no results.json there"):
+        script("compare_decodes").compare(tmp_path, "ugicm/human", tmp_path, "ugicm/machine")
+
+
 def test_readme_results_against_another_run(capsys):
     """--against: a curve with 10 % fewer bits at every PSNR is a BD-rate of -10 % against the
     other run's; curves only one run has are left out."""
