@@ -113,11 +113,22 @@ def sign_test(a: int, b: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
 
 
-def paired_classification(records: Path) -> None:
+def paired_classification(records: Path, results: dict | None = None) -> None:
+    """With ``results``, only the records of that run's images and ugicm coder count: a records
+    file can also hold other weights' or another encoder's (copied in, or from earlier runs)."""
+    coder = images = None
+    if results and results.get("ugicm"):
+        from ugicm_codec.evaluation.runner import ugicm_coder
+
+        u = results["ugicm"]
+        coder = ugicm_coder(u["model"], u["weights_sha256"], u.get("refine_steps", 0))
+        images = set(results["images"])
     correct = {}
     for line in records.open():
         r = json.loads(line)
         c = r.get("tasks", {}).get("classification")
+        if coder and (r.get("coder") != coder or r["image"] not in images):
+            continue
         if c and r["curve"] in ("ugicm/human", "ugicm/machine"):
             correct[(r["curve"], r["setting"], r["image"])] = c["top5"][0] == c["label"]
     # Only settings with both decodes: a run of one decode (--prefer machine) has no pairs, and
@@ -158,7 +169,7 @@ def main() -> None:
         task_rows(results, json.loads(args.ablation.read_text()) if args.ablation else None)
         records = args.results.with_name("records.jsonl")
         if records.exists() and any(r["task"] == "classification" for r in results["matched"]):
-            paired_classification(records)
+            paired_classification(records, results)
         paired_intervals(results)
     else:
         kodak_rows(results)

@@ -336,6 +336,24 @@ def test_readme_sign_test_table_needs_both_decodes(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "| 0 | 1 | 0 | 1 |"
 
 
+def test_readme_sign_test_counts_only_the_runs_own_records(tmp_path, capsys):
+    """Records of other weights or another encoder in the same file (copied in) are not counted."""
+    from ugicm_codec.evaluation.runner import ugicm_coder
+
+    def record(curve, coder, predicted):
+        return json.dumps({"curve": curve, "setting": "q0", "image": "a.png", "coder": coder,
+                           "tasks": {"classification": {"label": 1, "top5": [predicted, 2, 3, 4, 5]}}})
+
+    ours, plain = ugicm_coder("m", "f" * 64, refine_steps=20), ugicm_coder("m", "f" * 64)
+    records = tmp_path / "records.jsonl"
+    # The plain encoder's come last, so they would win if counted: the machine decode alone right.
+    records.write_text("\n".join([record("ugicm/human", ours, 1), record("ugicm/machine", ours, 1),
+                                   record("ugicm/human", plain, 0), record("ugicm/machine", plain, 1)]) + "\n")
+    results = {"ugicm": {"model": "m", "weights_sha256": "f" * 64, "refine_steps": 20}, "images": ["a.png"]}
+    script("readme_results").paired_classification(records, results)
+    assert capsys.readouterr().out.splitlines()[-1] == "| 0 | 0 | 0 | 1 |"
+
+
 def test_readme_results_reads_an_eval_folder_or_its_results_file(tmp_path):
     """Either argument form names the same results.json; anything else is a one-line error."""
     module = script("readme_results")
