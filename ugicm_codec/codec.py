@@ -165,9 +165,8 @@ class Codec:
         rows, cols = slice(zt * s, (zt + zh) * s), slice(zl * s, (zl + zw) * s)
         x = torch.from_numpy(np.ascontiguousarray(padded[rows, cols])).to(self.device)
         x = x.permute(2, 0, 1)[None].float().div_(255)
-        inside = np.zeros(padded.shape[:2], dtype=np.float32)
-        inside[:h, :w] = 1
-        mask = torch.from_numpy(inside[rows, cols])[None, None]
+        mask = torch.zeros(1, 1, *x.shape[-2:])
+        mask[..., :h - rows.start, :w - cols.start] = 1  # a tile always starts inside the image
         return refine_latent(self.model, x, y_tile, level, steps, mask).y
 
     @torch.no_grad()
