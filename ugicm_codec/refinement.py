@@ -78,7 +78,9 @@ def _bottleneck(model: UGICM, z: torch.Tensor):
 def rd_cost(model: UGICM, u: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, level: torch.Tensor,
             temperature: float | None, generator=None) -> torch.Tensor:
     """J of the gained latent u = y × gain for the picture x, counting only pixels in ``mask``.
-    ``temperature`` None: hard rounding, the coder's; otherwise SGA at that temperature."""
+    ``temperature`` None: hard rounding, the coder's; otherwise SGA at that temperature.
+    Not ``UGICM.latent_forward``: on a model in eval mode its entropy models round without a
+    gradient, and in training mode they add noise instead of rounding ẑ as the coder does."""
     entropy = torch.device("cpu")  # the entropy side lives on the CPU (models.UGICM.place)
     device = x.device
     z_hat, z_likelihoods = _bottleneck(model, model.h_a(u).to(entropy))
