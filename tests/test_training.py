@@ -117,6 +117,52 @@ def test_the_spatial_teacher_counts_where_things_are():
     assert cos_pooled > 0.9 and cos_map < cos_pooled - 0.1
 
 
+def test_semantic_scale_range_resizes_what_the_teacher_sees():
+    """With a scale range the global and local terms show the teacher both images resized by one
+    drawn factor; the instance crops keep their size. Without one, nothing is resized and the
+    local crops are where the shipped weights' training put them."""
+    import random
+
+    import torch
+
+    from ugicm_codec.training.semantic import SemanticLoss
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def forward(self, x):
+            self.sizes.append(tuple(x.shape[-2:]))
+            return x.mean((-2, -1))
+
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    boxes = [[(0, 0, 32, 32)], [(8, 8, 40, 24)]]
+    teacher = Recorder()
+    SemanticLoss(teacher, instances=1, instance_size=48, scale_range=(0.5, 0.5))(x, x * 0.9, boxes)
+    # global and local, each for the original and the decode, then the instance crops
+    assert teacher.sizes == [(32, 48)] * 2 + [(16, 24)] * 2 + [(48, 48)] * 2
+
+    plain, drawn = Recorder(), Recorder()
+    unscaled = SemanticLoss(plain, seed=3)
+    unscaled(x, x * 0.9)
+    SemanticLoss(drawn, seed=3, scale_range=(0.5, 1.0))(x, x * 0.9)
+    assert plain.sizes == [(64, 96)] * 2 + [(32, 48)] * 2
+    (gh, gw), _, (lh, lw), _ = drawn.sizes
+    assert 32 <= gh <= 64 and abs(gw - 1.5 * gh) <= 1 and 16 <= lh <= 32 and abs(lw - 1.5 * lh) <= 1
+    assert (gh, lh) != (64, 32)
+    # Unscaled, the loss draws the local crop's place and nothing else, as it always did.
+    rng = random.Random(3)
+    rng.randint(0, 32), rng.randint(0, 48)
+    assert unscaled.rng.getstate() == rng.getstate()
+
+
+@pytest.mark.parametrize("scales", [[0.5], [0, 1], [0.8, 0.5], [1, 2], ["a", 1]])
+def test_a_bad_semantic_scale_range_is_refused(scales):
+    with pytest.raises(ValueError, match="semantic_scale_range"):
+        TrainConfig(semantic_scale_range=scales)
+
+
 def test_prefetched_batches_are_the_loops_own(images):
     """Proposals computed ahead in worker processes: the same batches and proposals as in the
     loop, proposals only where a step needs them, and the stream's state is that of the next batch

@@ -74,6 +74,9 @@ class TrainConfig:
     teacher: str = "efficientnet-lite0"  # one of TEACHERS
     teacher_weights: str | None = None
     instances: int = 2
+    # The factor by which L_sem's global and local scales resize both images for the teacher,
+    # drawn uniformly per term and step ([1, 1]: never, as the shipped weights were trained).
+    semantic_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
     # Speed.
     threads: int = 2
     # Processes that compute the instance scale's object proposals ahead of the loop (0: in it).
@@ -100,6 +103,12 @@ class TrainConfig:
                              f"not {self.stage2_sessions!r}")
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, not {self.teacher!r}")
+        scales = self.semantic_scale_range
+        if not (isinstance(scales, list) and len(scales) == 2
+                and all(isinstance(v, (int, float)) for v in scales)
+                and 0 < scales[0] <= scales[1] <= 1):
+            raise ValueError("semantic_scale_range must be [low, high] with 0 < low <= high <= 1, "
+                             f"not {scales!r}")
 
     @property
     def total_steps(self) -> int:

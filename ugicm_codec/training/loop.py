@@ -96,6 +96,7 @@ class Trainer:
             build_teacher(cfg.teacher, cfg.teacher_weights).to(self.device,
                 memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format),
             instances=cfg.instances, seed=cfg.seed + self.rank,
+            scale_range=tuple(cfg.semantic_scale_range),
         )
         self.data = RandomCrops(cfg.train, cfg.crop, cfg.batch_size, seed=cfg.seed + self.rank)
         self.batches = Batches(self.data, self.proposals_at, workers=cfg.data_workers)

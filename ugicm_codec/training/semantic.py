@@ -50,15 +50,31 @@ def object_proposals(image: np.ndarray, count: int, min_fraction: float = 0.02,
 
 class SemanticLoss(nn.Module):
     def __init__(self, teacher: nn.Module, crop_fraction: float = 0.5, instances: int = 2,
-                 instance_size: int = 96, seed: int = 0):
+                 instance_size: int = 96, seed: int = 0,
+                 scale_range: tuple[float, float] = (1.0, 1.0)):
         super().__init__()
         self.teacher = teacher
-        # The local scale's crop positions: a generator of its own, so a checkpoint can store
-        # its state and a resumed run draws the crops the uninterrupted one would have.
+        # The global and local scales show the teacher both images resized by one factor drawn
+        # from scale_range: the models a decode is for read it at their own input size (about
+        # 0.65x for a 224-px classifier on ImageNet photos, or a 416-px detector on COCO), so a
+        # decode tuned to the teacher at one scale only is tuned to details those models never see.
+        self.scale_range = scale_range
+        # The local scale's crop positions and the resize factors: a generator of its own, so a
+        # checkpoint can store its state and a resumed run draws what the uninterrupted one would.
         self.rng = random.Random(seed)
         self.crop_fraction = crop_fraction
         self.instances = instances
         self.instance_size = instance_size
+
+    def rescaled(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = self.scale_range
+        if hi == lo == 1:
+            return a, b
+        scale = self.rng.uniform(lo, hi)
+        size = [max(8, round(side * scale)) for side in a.shape[-2:]]
+        # Antialiased, as Pillow's resize is for the downstream models' inputs.
+        return tuple(F.interpolate(t, size=size, mode="bilinear", align_corners=False,
+                                   antialias=True) for t in (a, b))
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # The original's embedding is a fixed target: no gradient flows into it.
@@ -70,14 +86,14 @@ class SemanticLoss(nn.Module):
                 proposals: list[list[tuple[int, int, int, int]]] | None = None) -> dict:
         """Per-sample terms. ``x`` and ``x_hat`` are Bx3xHxW in [0, 1]."""
         x_hat = x_hat.clamp(0, 1)
-        terms = {"sem_global": self.distance(x, x_hat)}
+        terms = {"sem_global": self.distance(*self.rescaled(x, x_hat))}
 
         h, w = x.shape[-2:]
         ch, cw = max(8, int(h * self.crop_fraction)), max(8, int(w * self.crop_fraction))
         top, left = self.rng.randint(0, h - ch), self.rng.randint(0, w - cw)
-        terms["sem_local"] = self.distance(
+        terms["sem_local"] = self.distance(*self.rescaled(
             x[..., top:top + ch, left:left + cw], x_hat[..., top:top + ch, left:left + cw]
-        )
+        ))
 
         if proposals is not None and self.instances > 0:
             originals, decoded, owner = [], [], []
