@@ -76,6 +76,8 @@ class TrainConfig:
     instances: int = 2
     # The factor by which L_sem's global and local scales resize both images for the teacher,
     # drawn uniformly per term and step ([1, 1]: never, as the shipped weights were trained).
+    # Tried at [0.5, 1] with stage2_machine_mse_weight 1: no better downstream, quality 80 not
+    # helped (docs/experiments.md).
     semantic_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
     # Speed.
     threads: int = 2
