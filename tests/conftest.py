@@ -46,24 +46,27 @@ def source_image():
 
 
 CONTEXT_ARCH = "ugicm-hpac-tiny-r10"
+GROUPED_CONTEXT_ARCH = "ugicm-hpacg-tiny-r10"  # the same context, coded in channel groups
 
 
-def grown_context_model(trained: bool):
-    """(the golden tiny model, it grown into CONTEXT_ARCH): with ``trained``, the context's
-    refinement is moved off zero, as training does, so the context changes the coding."""
+def grown_context_model(trained: bool, arch: str = CONTEXT_ARCH):
+    """(the golden tiny model, it grown into ``arch``): with ``trained``, the context's
+    refinements are moved off zero, as training does, so the context changes the coding."""
     import torch
 
     from ugicm_codec.models import build_model
     from ugicm_codec.weights import load_model, locate
 
     parent = load_model(locate(GOLDEN / "tiny"))
-    model = build_model(CONTEXT_ARCH)
+    model = build_model(arch)
     assert model.load_grown_state_dict(parent.state_dict()) > 0  # raises on any mismatch
     if trained:
         g = torch.Generator().manual_seed(0)
+        groups = [*model.context.anchor_groups, *model.context.rest_groups]
         with torch.no_grad():
-            for p in model.context.refine[-1].parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            for layer in [model.context.refine[-1]] + [r.refine[-1] for r in groups]:
+                for p in layer.parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.02)
     model.update(force=True)
     return parent, model.eval().requires_grad_(False)
 

@@ -1,12 +1,13 @@
-"""The checkerboard-context entropy model (entropy.CheckerboardContext): a grown model codes like
-its parent until trained; once trained, its one-stream two-pass bitstream round-trips exactly and
-matches forward()'s rate. (Thread independence and hostile payloads: test_determinism and
+"""The checkerboard-context entropy model (entropy.CheckerboardContext), plain and in channel
+groups: a grown model codes like its parent until trained; once trained, its one-stream bitstream
+round-trips exactly and matches forward()'s rate. (Thread independence and hostile payloads: test_determinism and
 test_codec, with the ``context_codec`` fixture.)"""
 
 import numpy as np
+import pytest
 import torch
 
-from conftest import CONTEXT_ARCH, GOLDEN, grown_context_model
+from conftest import CONTEXT_ARCH, GOLDEN, GROUPED_CONTEXT_ARCH, grown_context_model
 from ugicm_codec.models import bits_per_pixel, build_model
 
 
@@ -14,8 +15,9 @@ def _x(image, size=(256, 256)):
     return torch.from_numpy(np.array(image.resize(size))).permute(2, 0, 1)[None].float() / 255
 
 
-def test_a_grown_context_model_codes_like_its_parent(source_image):
-    parent, grown = grown_context_model(trained=False)
+@pytest.mark.parametrize("arch", [CONTEXT_ARCH, GROUPED_CONTEXT_ARCH])
+def test_a_grown_context_model_codes_like_its_parent(source_image, arch):
+    parent, grown = grown_context_model(trained=False, arch=arch)
     x = _x(source_image)
     for level in (2.0, 0.9 * grown.max_level):  # the parent's ladder is the grown one's from 2 up
         a = parent.compress(x, level - 2)
@@ -25,8 +27,9 @@ def test_a_grown_context_model_codes_like_its_parent(source_image):
         assert torch.equal(ya, yb) and ya.abs().sum() > 0
 
 
-def test_a_trained_context_round_trips_and_matches_forward(source_image):
-    _, model = grown_context_model(trained=True)
+@pytest.mark.parametrize("arch", [CONTEXT_ARCH, GROUPED_CONTEXT_ARCH])
+def test_a_trained_context_round_trips_and_matches_forward(source_image, arch):
+    _, model = grown_context_model(trained=True, arch=arch)
     x = _x(source_image)
     level = 0.9 * model.max_level
     out = model.compress(x, level)
@@ -39,6 +42,29 @@ def test_a_trained_context_round_trips_and_matches_forward(source_image):
     # The context changed the entropy parameters: the stream is not the context-free one.
     parent, plain = grown_context_model(trained=False)
     assert out["strings"][0] != plain.compress(x, level)["strings"][0]
+
+
+def test_channel_groups_grow_from_a_trained_context_and_code_alike(source_image):
+    """The grouped context grows from fitted plain-context weights (the shipped model's path):
+    until its channel refinements train, every stream is the plain model's, byte for byte."""
+    _, plain = grown_context_model(trained=True)
+    grouped = build_model(GROUPED_CONTEXT_ARCH)
+    assert grouped.load_grown_state_dict(plain.state_dict()) == 3 * 2 * 6  # 3 later groups, 2 halves, 6 tensors each
+    grouped.update(force=True)
+    grouped.eval()
+    x = _x(source_image)
+    for level in (1.0, 0.9 * grouped.max_level):
+        a, b = plain.compress(x, level), grouped.compress(x, level)
+        assert a["strings"] == b["strings"]
+        y_hat = grouped.decompress_latent(b["strings"][0], b["strings"][1], b["z_shape"])
+        assert torch.equal(y_hat, plain.decompress_latent(a["strings"][0], a["strings"][1], a["z_shape"]))
+
+
+def test_channel_groups_must_cover_the_latent():
+    from ugicm_codec.entropy import CheckerboardContext
+
+    with pytest.raises(ValueError, match="do not add up to 24"):
+        CheckerboardContext(24, groups=(4, 4, 8))
 
 
 def test_fitting_a_context_to_frozen_transforms_resumes_and_grafts(tmp_path):

@@ -108,6 +108,7 @@ class Architecture:
     adapters: bool = False  # MachineAdapter blocks in g_s (needs residual and anchored)
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
     context: bool = False  # checkerboard spatial context in the entropy model
+    context_groups: tuple[int, ...] = ()  # and channel groups coded in turn within each half
 
     def __post_init__(self):
         if self.adapters and not (self.residual and self.anchored):
@@ -153,7 +154,7 @@ class UGICM(CompressionModel):
         self.preference = PreferenceEmbedding(dim=arch.embed_dim, rate_aware=arch.anchored)
         self.register_buffer("lambdas", lambdas.float(), persistent=False)
         self.exact_h_s = ExactStack(self.h_s)
-        self.context = CheckerboardContext(M) if arch.context else None
+        self.context = CheckerboardContext(M, groups=arch.context_groups) if arch.context else None
 
     def load_state_dict(self, state_dict, strict=True):
         own = self.state_dict()
@@ -396,6 +397,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "ugicm-hpac-128-192-r10": Architecture("ugicm-hpac-128-192-r10", N=128, M=192, residual=True,
                                            anchored=True, adapters=True, lambdas=WIDE_LAMBDAS,
                                            context=True),
+    # The same with the context coded in ELIC's uneven channel groups; grows from it, coding
+    # alike until trained.
+    "ugicm-hpacg-128-192-r10": Architecture("ugicm-hpacg-128-192-r10", N=128, M=192, residual=True,
+                                            anchored=True, adapters=True, lambdas=WIDE_LAMBDAS,
+                                            context=True, context_groups=(16, 16, 32, 64, 64)),
     # Tiny variants for tests and smoke runs.
     "ugicm-hp-tiny": Architecture("ugicm-hp-tiny", N=16, M=24, embed_dim=16),
     "ugicm-hpr-tiny": Architecture("ugicm-hpr-tiny", N=16, M=24, embed_dim=16, residual=True),
@@ -405,6 +411,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                                        anchored=True, adapters=True, lambdas=WIDE_LAMBDAS),
     "ugicm-hpac-tiny-r10": Architecture("ugicm-hpac-tiny-r10", N=16, M=24, embed_dim=16, residual=True,
                                         anchored=True, adapters=True, lambdas=WIDE_LAMBDAS, context=True),
+    "ugicm-hpacg-tiny-r10": Architecture("ugicm-hpacg-tiny-r10", N=16, M=24, embed_dim=16, residual=True,
+                                         anchored=True, adapters=True, lambdas=WIDE_LAMBDAS, context=True,
+                                         context_groups=(4, 4, 8, 8)),
 }
 
 
