@@ -68,10 +68,10 @@ class CheckerboardContext(nn.Module):
         if groups and sum(groups) != M:
             raise ValueError(f"channel groups {groups} do not add up to {M}")
         self.groups = tuple(groups) or (M,)
-        starts = [sum(self.groups[:k]) for k in range(len(self.groups))]
+        later = [(start, end - start) for start, end in self._slices()[1:]]
         # One refinement per later group and half: the anchors' and the rest's see different things.
-        self.anchor_groups = nn.ModuleList(ChannelRefinement(s, c) for s, c in zip(starts[1:], self.groups[1:]))
-        self.rest_groups = nn.ModuleList(ChannelRefinement(s, c) for s, c in zip(starts[1:], self.groups[1:]))
+        self.anchor_groups = nn.ModuleList(ChannelRefinement(s, c) for s, c in later)
+        self.rest_groups = nn.ModuleList(ChannelRefinement(s, c) for s, c in later)
         C = context_channels or M // 2
         self.context = nn.Conv2d(M, C, kernel_size=5, padding=2)
         self.refine = nn.Sequential(
@@ -108,10 +108,9 @@ class CheckerboardContext(nn.Module):
     def _grouped(self, y, params, refinements, half, decoded):
         """One half's parameters refined group by group, and its ŷ (zero off the half). Each
         group sees the earlier groups' ŷ on this half plus ``decoded`` (the other half, if known)."""
-        scales, means = params.chunk(2, 1)
         out, y_hat = [], []
         for k, (start, end) in enumerate(self._slices()):
-            p = torch.cat([scales[:, start:end], means[:, start:end]], 1)
+            p = group_parameters(params, start, end)
             if k > 0:
                 earlier = torch.cat(y_hat, 1)
                 if decoded is not None:
@@ -137,11 +136,9 @@ class CheckerboardContext(nn.Module):
             ctx = self.exact_context(y_hat_anchors) * ~anchor_mask(h, w)
         return params + self.exact_refine(torch.cat([params, ctx], 1))
 
-    def _exact_group(self, params, k, refinements, earlier) -> torch.Tensor:
+    def _exact_group(self, params, k, start, end, refinements, earlier) -> torch.Tensor:
         """Group k's exact parameters (σ ‖ μ) from the half's, refined from ``earlier``."""
-        start, end = self._slices()[k]
-        scales, means = params.chunk(2, 1)
-        p = torch.cat([scales[:, start:end], means[:, start:end]], 1)
+        p = group_parameters(params, start, end)
         return p if k == 0 else refinements[k - 1].exact(earlier, p)
 
     def compress(self, y: torch.Tensor, params: torch.Tensor, split, gc) -> bytes:
@@ -156,7 +153,7 @@ class CheckerboardContext(nn.Module):
         for half, refinements in ((anchor, self.anchor_groups), (~anchor, self.rest_groups)):
             params_half = self._exact_parameters(params, None if half is anchor else y_hat)
             for k, (start, end) in enumerate(self._slices()):
-                indexes, means = split(self._exact_group(params_half, k, refinements, y_hat[:, :start]))
+                indexes, means = split(self._exact_group(params_half, k, start, end, refinements, y_hat[:, :start]))
                 symbols = gc.quantize(y[:, start:end], "symbols", means)
                 mask = half.expand_as(symbols)
                 encoder.encode_with_indexes(symbols[mask].tolist(), indexes[mask].tolist(), *tables)
@@ -174,13 +171,19 @@ class CheckerboardContext(nn.Module):
         for half, refinements in ((anchor, self.anchor_groups), (~anchor, self.rest_groups)):
             params_half = self._exact_parameters(params, None if half is anchor else y_hat)
             for k, (start, end) in enumerate(self._slices()):
-                indexes, means = split(self._exact_group(params_half, k, refinements, y_hat[:, :start]))
+                indexes, means = split(self._exact_group(params_half, k, start, end, refinements, y_hat[:, :start]))
                 mask = half.expand_as(means)
                 values = decoder.decode_stream(indexes[mask].tolist(), *tables)
                 symbols = torch.zeros(means.shape, dtype=torch.int32)
                 symbols[mask] = torch.tensor(values, dtype=torch.int32)
                 y_hat[:, start:end] += torch.where(mask, gc.dequantize(symbols, means), 0.0)
         return y_hat
+
+
+def group_parameters(params: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """(σ ‖ μ) of channels start…end−1 from the parameters of all channels (σ ‖ μ)."""
+    scales, means = params.chunk(2, 1)
+    return torch.cat([scales[:, start:end], means[:, start:end]], 1)
 
 
 def coder_tables(gc) -> tuple[list, list, list]:
