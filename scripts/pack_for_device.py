@@ -1,7 +1,7 @@
 """Packs what a GPU training run needs into one folder that fits the device tool's carry limit.
 
     python scripts/pack_for_device.py ~/.cache/ugicm/runs/main10/last.pt --out .devcarry
-    python scripts/pack_for_device.py weights/ugicm-hpac-128-192-r10.safetensors  # the shipped state
+    python scripts/pack_for_device.py weights/ugicm-hpacg-128-192-r10.safetensors  # the shipped state
 
 The device machine sees the repository, not ../shared, and takes at most 64 MiB of carried
 files. This writes ``OUT/model.pt`` (the model state alone, as weights.compact_state stores it,

@@ -86,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("init", type=Path, help="checkpoint or shipped weights whose transforms are kept")
     parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--arch", default="ugicm-hpac-128-192-r10")
+    parser.add_argument("--arch", default="ugicm-hpacg-128-192-r10")
     parser.add_argument("--data", nargs="+", default=["../shared/data/train"])
     parser.add_argument("--val", default="../shared/data/val")
     parser.add_argument("--crops", type=int, default=12000, help="training crops whose latents are cached")

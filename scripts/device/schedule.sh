@@ -16,8 +16,8 @@
 # continued by hand: see below). A machine step took 0.15 s alone on an H100 (0.25 s beside the
 # ablation), 0.057 s without the instance scale (instances=0); configs/gpu.toml now computes the
 # instance scale's proposals in data_workers processes, ahead of the loop.
-# The next lease starts from the shipped ugicm-hpac-128-192-r10 state (pack
-# weights/ugicm-hpac-128-192-r10.safetensors, or a later checkpoint of it): stage 1 then trains the
+# The next lease starts from the shipped ugicm-hpacg-128-192-r10 state (pack
+# weights/ugicm-hpacg-128-192-r10.safetensors, or a later checkpoint of it): stage 1 then trains the
 # checkerboard context jointly with the transforms, which the CPU fit with frozen transforms could
 # not (latent_statistics.py: the frozen latents leave a context little to find). Stage 1 tries
 # bf16 autocast first (MP=false skips it); if its first CHECK s skip more than a fifth of their
@@ -27,7 +27,7 @@ T1=${T1:-240}; TD=${TD:-60}; TH=${TH:-0}; TM=${TM:-100}; CHECK=${CHECK:-60}
 R=${R:-/tmp/runs}; mkdir -p $R/{s1,decay,s2h,s2m,s2n}
 export PYTHONUNBUFFERED=1
 C="configs/gpu.toml train=[\".devcarry/train\"] val=.devcarry/val"
-ARCH=${ARCH:-ugicm-hpac-128-192-r10}; MP=${MP:-true}
+ARCH=${ARCH:-ugicm-hpacg-128-192-r10}; MP=${MP:-true}
 tr() { python3 -m ugicm_codec.training $C arch=$ARCH mixed_precision=$MP $EXTRA "$@"; }
 stop() { pkill -TERM -f "run_dir=$R/$1 "; wait; }  # the trainer saves on SIGTERM
 step() { python3 -c "import torch; print(torch.load('$1', map_location='cpu', weights_only=True)['step'])"; }
