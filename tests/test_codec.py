@@ -1,6 +1,7 @@
 """Encode/decode through the library with the fixed tiny test model (format, shapes, modes)."""
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import GOLDEN
-from ugicm_codec import container
+from ugicm_codec import container, image_io
 from ugicm_codec.errors import FormatError, ImageError, ModelMismatchError
 
 
@@ -62,9 +63,51 @@ def test_image_modes(tiny_codec, source_image):
     assert tiny_codec.decode(tiny_codec.encode(i16)).mode == "L"
     opaque = source_image.convert("RGBA")
     assert tiny_codec.decode(tiny_codec.encode(opaque)).mode == "RGB"
-    cmyk = source_image.convert("CMYK")
-    with pytest.raises(ImageError, match="CMYK"):
-        tiny_codec.encode(cmyk)
+
+
+def _cmyk_profile(lab: tuple[int, int, int]) -> bytes:
+    """A minimal ICC v2 CMYK printer profile (lut8 A2B0, a 2-point grid): bare paper is white,
+    full black ink is black, and every other corner is one Lab colour, so a test can tell
+    whether a conversion went through it."""
+    s15 = lambda v: struct.pack(">i", round(v * 65536))  # noqa: E731
+    d50 = s15(0.9642) + s15(1.0) + s15(0.8249)
+    # the last input channel (K) varies fastest in the grid
+    grid = b"".join(bytes([255, 128, 128]) if i == 0 else bytes([0, 128, 128]) if i % 2 else bytes(lab)
+                    for i in range(16))
+    lut = (b"mft1" + bytes(4) + bytes([4, 3, 2, 0]) + b"".join(s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+           + bytes(range(256)) * 4 + grid + bytes(range(256)) * 3)
+    text = b"test CMYK\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(78)
+    tags = [(b"desc", desc), (b"wtpt", b"XYZ " + bytes(4) + d50), (b"A2B0", lut)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for signature, data in tags:
+        data += bytes(-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    header = (struct.pack(">I", offset + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"prtrCMYKLab "
+              + bytes(12) + b"acsp" + bytes(28) + d50 + bytes(48))
+    return header + table + body
+
+
+def test_cmyk_is_converted_through_its_profile(tiny_codec):
+    # Full cyan ink: Pillow's formula makes it (0, 255, 255); the profile says every ink mix is
+    # an orange-red (Lab 50, +72, +72), and the pixels coded must be what the profile says.
+    def saved(fmt, **options):
+        buf = io.BytesIO()
+        Image.new("CMYK", (64, 48), (255, 0, 0, 0)).save(buf, fmt, **options)
+        return Image.open(io.BytesIO(buf.getvalue()))
+
+    plain = image_io.to_picture(saved("TIFF"))
+    assert plain.rgb.shape == (48, 64, 3) and (plain.rgb[0, 0] == (0, 255, 255)).all()
+    profiled = image_io.to_picture(saved("JPEG", quality=95, icc_profile=_cmyk_profile((128, 200, 200))))
+    r, g, b = profiled.rgb.reshape(-1, 3).mean(0)
+    assert r > 150 > g and r > b + 50
+    assert profiled.icc_profile is None  # a CMYK profile does not describe RGB pixels
+    broken = image_io.to_picture(saved("TIFF", icc_profile=b"not a profile"))  # the formula, no error
+    assert (broken.rgb == plain.rgb).all()
+    data = tiny_codec.encode(saved("JPEG", icc_profile=_cmyk_profile((128, 200, 200))))
+    assert container.parse(data).icc_profile is None and tiny_codec.decode(data).mode == "RGB"
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "PA"])

@@ -3,6 +3,9 @@
 The codec codes 8-bit RGB. Around that:
 - greyscale inputs are coded as RGB and marked greyscale, so they decode to greyscale;
 - palette images are expanded; 16-bit and float images are scaled to 8 bits;
+- CMYK images (print JPEGs and TIFFs) are converted to sRGB: through their embedded ICC profile
+  when Little CMS can read it (relative colorimetric with black point compensation), else with
+  Pillow's plain formula; the CMYK profile is consumed by the conversion, not carried;
 - EXIF orientation is applied to the pixels;
 - alpha is kept, losslessly, in its own chunk (a fully opaque alpha channel is dropped);
 - the ICC profile and EXIF travel as metadata unless stripped.
@@ -91,6 +94,8 @@ def to_picture(im: Image.Image, keep_metadata: bool = True) -> Picture:
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"cannot decode image: {e}") from None
     icc = im.info.get("icc_profile") if keep_metadata else None
+    if im.mode == "CMYK":
+        im, icc = cmyk_to_srgb(im), None  # the profile described the ink, not the RGB pixels
     exif = None
     if keep_metadata:
         data = im.getexif()
@@ -99,6 +104,26 @@ def to_picture(im: Image.Image, keep_metadata: bool = True) -> Picture:
     if alpha is not None and alpha.min(initial=255) == 255:
         alpha = None
     return Picture(np.ascontiguousarray(rgb), mode, alpha, icc or None, exif)
+
+
+def cmyk_to_srgb(im: Image.Image) -> Image.Image:
+    """CMYK to 8-bit sRGB. A CMYK file's colours are defined by its profile (a press's inks), so
+    that is used when present; Pillow's formula (R = 255 - C - K, clipped, ...) is what a file
+    without one, or with one Little CMS cannot read, falls back to."""
+    profile = im.info.get("icc_profile")
+    if profile:
+        try:
+            from PIL import ImageCms
+
+            source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+            transform = ImageCms.buildTransform(  # Photoshop's default conversion
+                source, ImageCms.createProfile("sRGB"), "CMYK", "RGB",
+                renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
+            return ImageCms.applyTransform(im, transform)
+        except (ImportError, OSError, ValueError, ImageCms.PyCMSError):
+            pass
+    return im.convert("RGB")
 
 
 def _pixels(im: Image.Image) -> tuple[np.ndarray, str, np.ndarray | None]:
@@ -118,8 +143,6 @@ def _pixels(im: Image.Image) -> tuple[np.ndarray, str, np.ndarray | None]:
     if mode in ("RGBA", "RGBa"):
         rgba = np.asarray(im.convert("RGBA"))
         return rgba[..., :3], "RGB", rgba[..., 3].copy()
-    if mode == "CMYK":
-        raise ImageError("CMYK images are not supported (convert to RGB first)")
     if mode in ("I;16", "RGB;16") or mode.startswith("RGB") and mode != "RGB":
         raise ImageError(f"unsupported image mode {mode}")
     if mode != "RGB":
