@@ -111,17 +111,19 @@ def cmyk_to_srgb(im: Image.Image) -> Image.Image:
     that is used when present; Pillow's formula (R = 255 - C - K, clipped, ...) is what a file
     without one, or with one Little CMS cannot read, falls back to."""
     profile = im.info.get("icc_profile")
+    try:
+        from PIL import ImageCms  # needs Pillow built with Little CMS, as its wheels are
+    except ImportError:
+        profile = None
     if profile:
         try:
-            from PIL import ImageCms
-
             source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
             transform = ImageCms.buildTransform(  # Photoshop's default conversion
                 source, ImageCms.createProfile("sRGB"), "CMYK", "RGB",
                 renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
                 flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
             return ImageCms.applyTransform(im, transform)
-        except (ImportError, OSError, ValueError, ImageCms.PyCMSError):
+        except (OSError, ValueError, ImageCms.PyCMSError):
             pass
     return im.convert("RGB")
 
