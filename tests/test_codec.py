@@ -91,7 +91,7 @@ def _cmyk_profile(lab: tuple[int, int, int]) -> bytes:
 
 
 def test_cmyk_is_converted_through_its_profile(tiny_codec):
-    # Full cyan ink: Pillow's formula makes it (0, 255, 255); the profile says every ink mix is
+    # Full cyan ink: Pillow's formula makes it (0, 255, 255); the test profile says it is
     # an orange-red (Lab 50, +72, +72), and the pixels coded must be what the profile says.
     def saved(fmt, **options):
         buf = io.BytesIO()
