@@ -207,9 +207,13 @@ def test_exif_orientation_is_applied(tiny_codec, source_image):
     assert (f.width, f.height) == (source_image.height, source_image.width)
 
 
-def test_unreadable_images(tiny_codec):
-    with pytest.raises(ImageError):
+def test_unreadable_images(tiny_codec, tmp_path):
+    with pytest.raises(ImageError, match="not an image Pillow can read"):
         tiny_codec.encode(b"definitely not an image")
+    (tmp_path / "empty.png").touch()
+    for empty in (b"", tmp_path / "empty.png"):
+        with pytest.raises(ImageError, match="empty file"):
+            tiny_codec.encode(empty)
     with pytest.raises(ImageError):
         tiny_codec.encode((GOLDEN / "source.png").read_bytes()[:200])
 

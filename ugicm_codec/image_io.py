@@ -60,7 +60,9 @@ def open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except UnidentifiedImageError:
-        raise ImageError("not an image Pillow can read") from None
+        # a 0-byte file is the commonest unreadable input (an interrupted download or redirect)
+        empty = len(source) == 0 if isinstance(source, bytes) else Path(source).stat().st_size == 0
+        raise ImageError("empty file (0 bytes)" if empty else "not an image Pillow can read") from None
     except OSError as e:
         raise ImageError(f"cannot read image: {e}") from None
     check_size(im.width, im.height, max_pixels)
