@@ -155,6 +155,46 @@ def test_shell_pipeline():
     assert dec.stdout[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _closed_pipe() -> int:
+    """The write end of a pipe whose reader is already gone (as after `| head` has read enough)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+@pytest.mark.parametrize("args", [
+    ["info", str(GOLDEN / "tiny-q30.ugc"), str(GOLDEN / "tiny-q90.ugc")],
+    ["decode", str(GOLDEN / "tiny-q30.ugc"), "-o", "-"],
+    ["encode", str(GOLDEN / "source.png"), "-o", "-"],
+])
+def test_a_closed_stdout_ends_the_run_quietly(args):
+    """`ugicm decode f.ugc -o - | head -c 100`: exit 141 like `cat`, no error line, no traceback."""
+    pipe = _closed_pipe()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ugicm_codec.cli", *args], stdout=pipe,
+                              stderr=subprocess.PIPE, env={**os.environ, "UGICM_WEIGHTS": TINY})
+    finally:
+        os.close(pipe)
+    assert (proc.returncode, proc.stderr.decode()) == (141, "")
+
+
+def test_a_closed_stderr_stops_a_batch_with_complete_files(tmp_path):
+    """`ugicm encode *.png -o out/ 2>&1 | head -1`: the reports cannot be delivered, so the batch
+    stops; what it wrote is whole."""
+    pipe = _closed_pipe()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ugicm_codec.cli", "encode", str(GOLDEN / "source.png"),
+                               str(GOLDEN / "tiny-q30.human.png"), "-o", str(tmp_path / "out") + "/"],
+                              stdout=subprocess.DEVNULL, stderr=pipe, env={**os.environ, "UGICM_WEIGHTS": TINY})
+    finally:
+        os.close(pipe)
+    assert proc.returncode == 141
+    from ugicm_codec import container
+
+    written = list((tmp_path / "out").iterdir())
+    assert written and all(container.parse(f.read_bytes()) for f in written)
+
+
 def test_readme_kodak_command(tmp_path, default_codec):
     """The issue's showcase: one file, two different decodes, and its header."""
     need_shared(KODAK)

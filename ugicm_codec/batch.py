@@ -12,7 +12,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from .errors import OutputError, UgicmError, WeightsError
+from .errors import OutputError, ReaderGoneError, UgicmError, WeightsError
 from .outputs import STDIO, OutputPlan, read_input
 
 _codec = None  # this process's Codec
@@ -88,7 +88,7 @@ def run_batch(inputs: list[str], plan: OutputPlan, reporter, job, job_args, *, c
         reporter.ok(record, line.replace("{out}", "stdout" if target == STDIO else str(target)))
 
     def fail(name, e):
-        if isinstance(e, WeightsError):
+        if isinstance(e, (WeightsError, ReaderGoneError)):  # nothing more can be done or said
             raise e
         if debug and not isinstance(e, UgicmError):
             raise e

@@ -1,20 +1,23 @@
 """``ugicm``: a thin command-line front end over ugicm_codec (like cwebp/dwebp over libwebp).
 
 Exit status: 0 success; 1 one or more inputs failed (unreadable, corrupt, other model); 2 usage
-error; 3 model weights missing or altered; 130 interrupted. Torch is imported only by the
+error; 3 model weights missing or altered; 130 interrupted; 141 the reader of our output closed
+the pipe (``| head``), quietly, as ``cat`` does. Torch is imported only by the
 commands that need the model, so ``ugicm info`` is fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from . import __version__, container
-from .errors import OutputError, UgicmError, WeightsError
+from .errors import OutputError, ReaderGoneError, UgicmError, WeightsError
 from .outputs import OutputPlan, read_input
 
 EXIT_FAILED, EXIT_USAGE, EXIT_WEIGHTS, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -42,35 +45,36 @@ class Reporter:
 
     def ok(self, record: dict, line: str) -> None:
         if self.as_json:
-            print(json.dumps(record), file=self.json_stream, flush=True)
+            self._json(record)
         if not self.quiet:
             self._print(line)
         self._advance()
 
     def skipped(self, name: str, target) -> None:
         if self.as_json:
-            print(json.dumps({"input": name, "output": str(target), "skipped": True}), file=self.json_stream, flush=True)
+            self._json({"input": name, "output": str(target), "skipped": True})
         if not self.quiet:
             self._print(f"{name}: skipped, {target} exists")
         self.skips += 1
         self._advance()
 
-    def _print(self, line: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(line, highlight=False)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
     def error(self, name: str, message: str) -> None:
         self.failed += 1
         if self.as_json:
-            print(json.dumps({"input": name, "error": message}), file=self.json_stream, flush=True)
-        text = f"ugicm: error: {name}: {message}"
-        if self.progress is not None:
-            self.progress.console.print(text, style="red", highlight=False)
-        else:
-            print(text, file=sys.stderr, flush=True)
+            self._json({"input": name, "error": message})
+        self._print(f"ugicm: error: {name}: {message}", style="red")
         self._advance()
+
+    def _json(self, record: dict) -> None:
+        with _pipe_guard():
+            print(json.dumps(record), file=self.json_stream, flush=True)
+
+    def _print(self, line: str, style: str | None = None) -> None:
+        with _pipe_guard():
+            if self.progress is not None:
+                self.progress.console.print(line, style=style, highlight=False)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
     def _advance(self) -> None:
         if self.progress is not None:
@@ -85,7 +89,8 @@ class Reporter:
         if self.total > 1 and not self.quiet:
             done = self.total - self.failed - self.skips
             skipped = f", {self.skips} skipped" if self.skips else ""
-            print(f"{self.verb}: {done} of {self.total} done{skipped}, {self.failed} failed", file=sys.stderr)
+            with _pipe_guard():
+                print(f"{self.verb}: {done} of {self.total} done{skipped}, {self.failed} failed", file=sys.stderr)
         return EXIT_FAILED if self.failed else 0
 
 
@@ -97,6 +102,27 @@ def _console():
 
 def _terminate(signum, frame):
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _pipe_guard():
+    try:
+        yield
+    except BrokenPipeError:
+        raise ReaderGoneError("the reader of our output closed the pipe") from None
+
+
+def _reader_gone() -> None:
+    """Exit quietly: the reader has what it wanted (``| head``), and nobody is left to tell.
+    The standard streams are pointed at /dev/null first, so that flushing them at exit cannot
+    raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):  # not a real file (a test runner's capture)
+            pass
+    sys.exit(ReaderGoneError.exit_code)
 
 
 def _fail(message: str, code: int) -> None:
@@ -118,6 +144,8 @@ def _execute(inputs, plan: OutputPlan, reporter: "Reporter", job, job_args, code
         locate(codec_options["weights"])  # fail fast, before any worker starts
         code = run_batch(list(inputs), plan, reporter, job, job_args, codec_options=codec_options,
                          jobs=jobs, skip_existing=skip_existing, target_args=target_args)
+    except ReaderGoneError:
+        _reader_gone()
     except WeightsError as e:
         reporter.close()
         _fail(str(e), EXIT_WEIGHTS)
@@ -226,6 +254,15 @@ def decode(inputs, output, prefer, weights, device, threads, max_pixels, quiet, 
 @click.option("--max-pixels", type=click.IntRange(1), default=container.DEFAULT_MAX_PIXELS, show_default=True)
 def info(files, as_json, max_pixels):
     """Print the header of .ugc files (fast: loads no model)."""
+    try:
+        failed = _print_headers(files, as_json, max_pixels)
+    except BrokenPipeError:
+        _reader_gone()
+    sys.exit(EXIT_FAILED if failed else 0)
+
+
+def _print_headers(files, as_json: bool, max_pixels: int) -> int:
+    """Prints each file's header (or its error); returns how many could not be read."""
     failed = 0
     for name in files:
         try:
@@ -252,7 +289,7 @@ def info(files, as_json, max_pixels):
         click.echo(f"  size        {len(data)} bytes, {summary['bpp']:.4f} bpp")
         chunks = ", ".join(f"{k} {v} B" for k, v in summary["chunks"].items())
         click.echo(f"  chunks      {chunks}")
-    sys.exit(EXIT_FAILED if failed else 0)
+    return failed
 
 
 def _plan(inputs, output, suffix) -> OutputPlan:

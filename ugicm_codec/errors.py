@@ -34,3 +34,10 @@ class WeightsError(UgicmError):
 
 class OutputError(UgicmError):
     """An output cannot be written (or would overwrite an input)."""
+
+
+class ReaderGoneError(UgicmError):
+    """The program reading our stdout or stderr closed its end of the pipe (``| head``): stop
+    quietly, as ``cat`` does when SIGPIPE kills it, whose exit status 128 + 13 this is."""
+
+    exit_code = 141

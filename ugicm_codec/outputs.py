@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import OutputError, UgicmError
+from .errors import OutputError, ReaderGoneError, UgicmError
 
 STDIO = "-"
 _UMASK = os.umask(0o022)
@@ -90,8 +90,11 @@ class OutputPlan:
 
     def write(self, target: str | Path, data: bytes, source: str | None = None) -> None:
         if target == STDIO:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            try:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                raise ReaderGoneError("the reader of stdout closed the pipe") from None
             return
         target = Path(target)
         if source not in (None, STDIO) and target.exists() and target.resolve() == Path(source).resolve():
