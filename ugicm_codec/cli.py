@@ -161,7 +161,17 @@ def _execute(inputs, plan: OutputPlan, reporter: "Reporter", job, job_args, code
 
 
 # ---------------------------------------------------------------------------------- commands
-@click.group(context_settings=CONTEXT)
+class _Commands(click.Group):
+    """Every command ends the same way when its reader leaves (click's own handler exits 1)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _reader_gone()
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="ugicm")
 def main():
     """ugicm: one compressed file, two decodes: one for people, one for machine analytics.
@@ -254,15 +264,6 @@ def decode(inputs, output, prefer, weights, device, threads, max_pixels, quiet, 
 @click.option("--max-pixels", type=click.IntRange(1), default=container.DEFAULT_MAX_PIXELS, show_default=True)
 def info(files, as_json, max_pixels):
     """Print the header of .ugc files (fast: loads no model)."""
-    try:
-        failed = _print_headers(files, as_json, max_pixels)
-    except BrokenPipeError:
-        _reader_gone()
-    sys.exit(EXIT_FAILED if failed else 0)
-
-
-def _print_headers(files, as_json: bool, max_pixels: int) -> int:
-    """Prints each file's header (or its error); returns how many could not be read."""
     failed = 0
     for name in files:
         try:
@@ -289,7 +290,7 @@ def _print_headers(files, as_json: bool, max_pixels: int) -> int:
         click.echo(f"  size        {len(data)} bytes, {summary['bpp']:.4f} bpp")
         chunks = ", ".join(f"{k} {v} B" for k, v in summary["chunks"].items())
         click.echo(f"  chunks      {chunks}")
-    return failed
+    sys.exit(EXIT_FAILED if failed else 0)
 
 
 def _plan(inputs, output, suffix) -> OutputPlan:
