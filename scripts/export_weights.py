@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from ugicm_codec.models import build_model
-from ugicm_codec.weights import MANIFEST, export, training_state
+from ugicm_codec.weights import DIGEST_BYTES, MANIFEST, export, training_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +44,33 @@ def kodak_figures(results: dict, digest: str) -> dict:
             if r["test"] == "ugicm/human" and r["metric"] == "psnr" and r["method"] == "cubic"
             and r["bd_rate_percent"] is not None and r["reference"] != "ugicm/machine"},
     }
+
+
+def shipped_in(file: str, sha256: str) -> str | None:
+    """The latest commit whose weights/FILE is the file with this digest, or None (not committed,
+    or not a git checkout): what a user needs to fetch the weights that made an old .ugc file."""
+    try:
+        log = subprocess.run(["git", "-C", str(ROOT), "log", "--format=%H", "--", f"weights/{file}"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        for commit in log:
+            blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:weights/{file}"],
+                                  capture_output=True, check=True).stdout
+            if hashlib.sha256(blob).hexdigest() == sha256:
+                return commit[:12]
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return None
+
+
+def keep_as_earlier(manifest: dict, digest: str) -> None:
+    """Moves the default entry being replaced into the manifest's ``earlier`` record, keyed as
+    its files' headers name it, so the decoder can tell a user where those weights are."""
+    previous = manifest.get("models", {}).get(manifest.get("default"))
+    if not previous or previous.get("sha256") in (None, digest):
+        return
+    manifest.setdefault("earlier", {})[previous["sha256"][:2 * DIGEST_BYTES]] = {
+        "architecture": previous["architecture"], "file": previous["file"],
+        "sha256": previous["sha256"], "commit": shipped_in(previous["file"], previous["sha256"])}
 
 
 def main() -> None:
@@ -88,6 +117,7 @@ def main() -> None:
         entry["context_crops"] = cfg["context_crops"]
     if args.kodak:
         entry["kodak"] = kodak_figures(json.loads(args.kodak.read_text()), digest)
+    keep_as_earlier(manifest, digest)
     manifest["default"] = cfg["arch"]
     manifest["models"][cfg["arch"]] = entry
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -244,6 +244,16 @@ def test_model_mismatch_refused(tiny_codec, source_image):
         tiny_codec.decode(container.build(other))
 
 
+def test_a_file_of_earlier_weights_says_where_they_are(tiny_codec, source_image, monkeypatch):
+    f = container.parse(tiny_codec.encode(source_image))
+    old = container.build(container.UgcFile(**{**f.__dict__, "weights_digest": bytes.fromhex("5f9d2ae531cff815")}))
+    monkeypatch.setattr(tiny_codec.info, "earlier", {"5f9d2ae531cff815": {
+        "architecture": "ugicm-hp-tiny", "file": "ugicm-hp-tiny.safetensors", "commit": "5126393a1b2c"}})
+    with pytest.raises(ModelMismatchError, match=r"git show 5126393a1b2c:weights/ugicm-hp-tiny.safetensors "
+                                                 r"> ugicm-hp-tiny.safetensors, then decode with --weights"):
+        tiny_codec.decode(old)
+
+
 @pytest.mark.parametrize("codec_fixture", ["tiny_codec", "context_codec"])
 def test_garbage_payload_with_valid_crc_is_an_error_or_an_image(codec_fixture, source_image, request):
     """A crafted file (valid CRC, random rANS bytes) must end in FormatError or a normal image."""

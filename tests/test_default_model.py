@@ -1,6 +1,7 @@
 """The shipped weights: real bitstreams match the training-path rate estimate, golden file decodes."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -28,3 +29,24 @@ def test_golden_default_file(default_codec):
     data = path.read_bytes()
     want = np.asarray(Image.open(GOLDEN / "default-q60.human.png"))
     assert np.array_equal(np.asarray(default_codec.decode(data, "human")), want)
+
+
+def test_earlier_weights_are_where_the_manifest_says():
+    """Each earlier release the manifest names (the decoder's hint for old files) is in git at its
+    commit, with the digest its files carry."""
+    import hashlib
+    import json
+    import subprocess
+
+    from conftest import ROOT
+
+    manifest = json.loads((ROOT / "weights" / "manifest.json").read_text())
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    assert manifest["earlier"]
+    current = manifest["models"][manifest["default"]]["sha256"][:16]
+    for digest, entry in manifest["earlier"].items():
+        assert digest != current
+        blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{entry['commit']}:weights/{entry['file']}"],
+                              capture_output=True, check=True).stdout
+        assert hashlib.sha256(blob).hexdigest()[:16] == digest == entry["sha256"][:16]

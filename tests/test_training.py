@@ -286,6 +286,18 @@ def test_start_from_shipped_weights(images, tmp_path):
     assert torch.equal(second.model.entropy_bottleneck.quantiles, first.model.entropy_bottleneck.quantiles)
     assert second.run() == 6
 
+    # A new export over it keeps the one it replaces in the manifest's record of earlier releases
+    # (with no commit here: those weights were never committed).
+    import json
+
+    first_sha = json.loads((tmp_path / "w" / "manifest.json").read_text())["models"]["ugicm-hp-tiny"]["sha256"]
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "export_weights.py"), str(tmp_path / "b" / "last.pt"),
+                    "--out", str(tmp_path / "w")], check=True, capture_output=True)
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert manifest["models"]["ugicm-hp-tiny"]["sha256"] != first_sha
+    assert manifest["earlier"] == {first_sha[:16]: {"architecture": "ugicm-hp-tiny", "file": shipped.name,
+                                                    "sha256": first_sha, "commit": None}}
+
     shipped.write_bytes(shipped.read_bytes()[:-1] + b"\0")  # no longer what the manifest lists
     with pytest.raises(ValueError, match="does not match its manifest"):
         Trainer(config(images, tmp_path / "c", init=str(shipped))).start()

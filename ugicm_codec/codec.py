@@ -230,12 +230,14 @@ class Codec:
     # ------------------------------------------------------------------ decode
     def parse(self, data: bytes) -> UgcFile:
         f = container.parse(data, self.max_pixels)
+        where = self.info.where_earlier(f.weights_digest)
         if f.model_id != self.info.name:
-            raise ModelMismatchError(f"file was made by model {f.model_id!r}; loaded model is {self.info.name!r}")
+            raise ModelMismatchError(f"file was made by model {f.model_id!r}; loaded model is {self.info.name!r}"
+                                     + (f"; {where}" if where else ""))
         if f.weights_digest != self.info.digest:
             raise ModelMismatchError(
                 f"file was made with other weights (digest {f.weights_digest.hex()}, loaded "
-                f"{self.info.digest.hex()}); decode it with the weights that made it"
+                f"{self.info.digest.hex()}); " + (where or "decode it with the weights that made it")
             )
         if not 0.0 <= f.rate_level <= self.max_level:
             raise FormatError(f"rate level {f.rate_level} is outside this model's ladder")

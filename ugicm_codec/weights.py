@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import WeightsError
@@ -36,10 +36,21 @@ class WeightsInfo:
     path: Path
     sha256: str
     manifest: dict
+    # the manifest's record of weights shipped before these, by the digest their files carry
+    earlier: dict = field(default_factory=dict)
 
     @property
     def digest(self) -> bytes:
         return bytes.fromhex(self.sha256)[:DIGEST_BYTES]
+
+    def where_earlier(self, digest: bytes) -> str | None:
+        """How to get the earlier shipped weights whose files carry ``digest``, or None."""
+        entry = self.earlier.get(digest.hex())
+        if not entry or not entry.get("commit"):
+            return None
+        name = Path(entry["file"]).name
+        return (f"the weights that made it ({entry['architecture']}) were shipped in commit {entry['commit']}: "
+                f"git show {entry['commit']}:weights/{name} > {name}, then decode with --weights {name}")
 
 
 def _sha256(path: Path) -> str:
@@ -88,28 +99,28 @@ def _from_manifest_dir(directory: Path) -> WeightsInfo:
     path = directory / entry["file"]
     if not path.is_file():
         raise WeightsError(f"weights file missing: {path}")
-    return _checked(name, path, entry)
+    return _checked(name, path, entry, manifest.get("earlier", {}))
 
 
 def _from_file(path: Path) -> WeightsInfo:
     manifest = _read_manifest(path.parent) if (path.parent / MANIFEST).is_file() else {}
     for name, entry in manifest.get("models", {}).items():
         if entry.get("file") == path.name:
-            return _checked(name, path, entry)
+            return _checked(name, path, entry, manifest.get("earlier", {}))
     name = _metadata(path).get("architecture")
     if not name:
         raise WeightsError(f"{path} names no architecture and no manifest lists it")
     return WeightsInfo(name, path, _sha256(path), {"file": path.name})
 
 
-def _checked(name: str, path: Path, entry: dict) -> WeightsInfo:
+def _checked(name: str, path: Path, entry: dict, earlier: dict) -> WeightsInfo:
     digest = _sha256(path)
     if entry.get("sha256") and entry["sha256"] != digest:
         raise WeightsError(
             f"weights file {path} does not match its manifest (sha256 {digest[:16]}…, "
             f"expected {entry['sha256'][:16]}…): altered or corrupt"
         )
-    return WeightsInfo(name, path, digest, entry)
+    return WeightsInfo(name, path, digest, entry, earlier)
 
 
 def _metadata(path: Path) -> dict:
