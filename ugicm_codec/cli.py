@@ -145,6 +145,9 @@ def _execute(inputs, plan: OutputPlan, reporter: "Reporter", job, job_args, code
         code = run_batch(list(inputs), plan, reporter, job, job_args, codec_options=codec_options,
                          jobs=jobs, skip_existing=skip_existing, target_args=target_args)
     except ReaderGoneError:
+        if reporter.progress is not None:
+            with contextlib.suppress(Exception):  # its terminal may be the pipe that closed
+                reporter.progress.stop()
         _reader_gone()
     except WeightsError as e:
         reporter.close()
