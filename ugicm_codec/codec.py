@@ -230,11 +230,12 @@ class Codec:
     # ------------------------------------------------------------------ decode
     def parse(self, data: bytes) -> UgcFile:
         f = container.parse(data, self.max_pixels)
-        where = self.info.where_earlier(f.weights_digest)
         if f.model_id != self.info.name:
+            where = self.info.where_earlier(f.weights_digest)
             raise ModelMismatchError(f"file was made by model {f.model_id!r}; loaded model is {self.info.name!r}"
                                      + (f"; {where}" if where else ""))
         if f.weights_digest != self.info.digest:
+            where = self.info.where_earlier(f.weights_digest)
             raise ModelMismatchError(
                 f"file was made with other weights (digest {f.weights_digest.hex()}, loaded "
                 f"{self.info.digest.hex()}); " + (where or "decode it with the weights that made it")
