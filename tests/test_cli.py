@@ -53,6 +53,21 @@ def test_target_bpp_says_when_the_budget_is_out_of_reach(run, tmp_path):
     assert (tmp_path / "b.ugc").stat().st_size * 8 / (96 * 80) > 0.001
 
 
+def test_size_and_psnr_targets(run, tmp_path):
+    src = GOLDEN / "source.png"
+    met = json.loads(run("encode", src, "-o", tmp_path / "a.ugc", "--target-size", 300, "--json").stdout)
+    assert met["target_met"] and met["bytes"] == (tmp_path / "a.ugc").stat().st_size <= 300
+    r = run("encode", src, "-o", tmp_path / "b.ugc", "--target-size", 5)
+    assert r.exit_code == 0 and "over the 5 byte target: the model's lowest rate" in r.output
+    reached = json.loads(run("encode", src, "-o", tmp_path / "c.ugc", "--target-psnr", 5, "--json").stdout)
+    assert reached["target_met"] and reached["psnr"] >= 5  # the tiny model's decodes are near 5.8 dB
+    r = run("encode", src, "-o", tmp_path / "d.ugc", "--target-psnr", 90)
+    assert r.exit_code == 0 and "under the 90 dB target: the model's highest rate" in r.output
+    r = run("encode", src, "-o", tmp_path / "e.ugc", "-q", 50, "--target-psnr", 30)
+    assert r.exit_code == 2 and "give one of --quality and --target-psnr" in r.output
+    assert not (tmp_path / "e.ugc").exists()
+
+
 def test_batch_to_directory_continues_after_a_bad_file(run, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")

@@ -233,6 +233,38 @@ def test_target_bpp_search(tiny_codec, source_image):
     assert hit.level < big.level
 
 
+def test_target_size_finds_the_largest_file_within_it(tiny_codec, source_image):
+    budget = len(tiny_codec.encode(source_image, quality=95)) - 3  # the tiny model's files: 131-455 bytes
+    hit = tiny_codec.encode_detailed(source_image, target_size=budget)
+    assert hit.target_met and len(hit.data) <= budget
+    # the search stops within 0.2 % of the budget, or where a level 1/4096 of the ladder higher is over it
+    higher = tiny_codec.encode(source_image, quality=(hit.level + tiny_codec.max_level / 4096) / tiny_codec.max_level * 100)
+    assert len(hit.data) >= 0.998 * budget or len(higher) > budget
+    low = tiny_codec.encode_detailed(source_image, target_size=1)
+    assert not low.target_met and low.level == 0.0
+
+
+def test_target_psnr_finds_a_smaller_file_that_reaches_it(default_codec, source_image):
+    from ugicm_codec.image_io import psnr
+
+    codec, original = default_codec, np.asarray(source_image)  # the tiny model's PSNR does not grow with rate
+    q60 = codec.encode(source_image, quality=60)
+    target = psnr(original, np.asarray(codec.decode(q60))) - 0.5
+    hit = codec.encode_detailed(source_image, target_psnr=target)
+    assert hit.target_met and target <= hit.psnr < target + 0.5 and len(hit.data) < len(q60)
+    assert hit.psnr == psnr(original, np.asarray(codec.decode(hit.data)))  # what a decode gets
+    top = codec.encode_detailed(source_image, target_psnr=60)
+    assert not top.target_met and top.level == codec.max_level and top.psnr < 60
+
+
+@pytest.mark.parametrize("rate", [dict(quality=50, target_size=100), dict(target_bpp=1, target_psnr=30),
+                                  dict(target_size=0), dict(target_bpp=-1), dict(target_psnr=0),
+                                  dict(target_psnr=101)])
+def test_a_contradictory_or_impossible_rate_is_refused(tiny_codec, source_image, rate):
+    with pytest.raises(ValueError):
+        tiny_codec.encode(source_image, **rate)
+
+
 def test_model_mismatch_refused(tiny_codec, source_image):
     data = tiny_codec.encode(source_image)
     f = container.parse(data)

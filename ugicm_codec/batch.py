@@ -25,20 +25,32 @@ def init_codec(options: dict) -> None:
     _codec = Codec(**options)
 
 
-def encode_job(name: str, data: bytes, quality, target_bpp, keep_metadata: bool, refine_steps: int = 0):
-    result = _codec.encode_detailed(data, quality=quality, target_bpp=target_bpp, keep_metadata=keep_metadata,
-                                    refine_steps=refine_steps)
+def encode_job(name: str, data: bytes, rate: dict, keep_metadata: bool, refine_steps: int = 0):
+    """``rate``: the keyword that sets the rate (``quality``, ``target_bpp``, ``target_size`` or
+    ``target_psnr``), or none for the default quality."""
+    result = _codec.encode_detailed(data, keep_metadata=keep_metadata, refine_steps=refine_steps, **rate)
     record = {"input": name, "bytes": len(result.data), "width": result.width, "height": result.height,
               "bpp": round(result.bpp, 5), "rate_level": round(result.level, 5),
               "refine_steps": refine_steps, "seconds": round(result.seconds, 4)}
+    psnr = "" if result.psnr is None else f", {result.psnr:.2f} dB"
     line = (f"{name} -> {{out}}: {result.width}x{result.height}, {len(result.data)} bytes, "
-            f"{result.bpp:.4f} bpp, {result.seconds:.2f} s")
-    if target_bpp is not None:
-        # Even the lowest rate can exceed a tiny budget: that file is written, and said so.
-        record["target_met"] = result.bpp <= target_bpp
-        if not record["target_met"]:
-            line += f" (over the {target_bpp:g} bpp target: the model's lowest rate)"
+            f"{result.bpp:.4f} bpp{psnr}, {result.seconds:.2f} s")
+    if result.psnr is not None:
+        record["psnr"] = round(result.psnr, 3)
+    if result.target_met is not None:
+        # A target can be out of the model's reach (a tiny budget, a PSNR above its top rate):
+        # the nearest file is written, and said so.
+        record["target_met"] = result.target_met
+        if not result.target_met:
+            line += f" ({_missed(rate)})"
     return result.data, record, line
+
+
+def _missed(rate: dict) -> str:
+    if "target_psnr" in rate:
+        return f"under the {rate['target_psnr']:g} dB target: the model's highest rate"
+    budget = f"{rate['target_size']} byte" if "target_size" in rate else f"{rate['target_bpp']:g} bpp"
+    return f"over the {budget} target: the model's lowest rate"
 
 
 def decode_job(name: str, data: bytes, beta: float, fmt: str):

@@ -212,23 +212,30 @@ def _common(f):
               help="Quality from 0 to 100, continuous (default 60).")
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True),
               help="Search the continuous rate for the largest file within this many bits per pixel.")
+@click.option("--target-size", type=click.IntRange(min=1), metavar="BYTES",
+              help="Search the continuous rate for the largest file of at most this many bytes.")
+@click.option("--target-psnr", type=click.FloatRange(min=0, max=100, min_open=True), metavar="DB",
+              help="Search the continuous rate for the smallest file whose human decode reaches this "
+              "PSNR (each probe decodes: about ten times as slow as one encode).")
 @click.option("--refine-steps", type=click.IntRange(0, 10000), default=0, show_default=True,
               help="Optimise each image's latent for the human decode with this many gradient steps "
               "before coding: smaller files at equal quality, the same format and decoder, a much "
               "slower encode (20 steps: about 35 s for a Kodak image on 2 CPU cores).")
 @click.option("--strip", is_flag=True, help="Leave out the ICC profile and EXIF metadata.")
 @_common
-def encode(inputs, output, quality, target_bpp, refine_steps, strip, weights, device, threads, max_pixels,
-           quiet, as_json, jobs, skip_existing):
+def encode(inputs, output, quality, target_bpp, target_size, target_psnr, refine_steps, strip, weights, device,
+           threads, max_pixels, quiet, as_json, jobs, skip_existing):
     """Compress images (PNG, JPEG, WebP, TIFF, BMP; - for stdin) into .ugc files."""
     from .batch import encode_job
 
-    if quality is not None and target_bpp is not None:
-        raise click.UsageError("give --quality or --target-bpp, not both")
+    rate = {k: v for k, v in dict(quality=quality, target_bpp=target_bpp, target_size=target_size,
+                                  target_psnr=target_psnr).items() if v is not None}
+    if len(rate) > 1:
+        raise click.UsageError("give one of " + " and ".join("--" + k.replace("_", "-") for k in rate) + ", not more")
     plan = _plan(inputs, output, ".ugc")
     reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "encode")
     options = dict(weights=weights, device=device, threads=threads, max_pixels=max_pixels)
-    _execute(inputs, plan, reporter, encode_job, (quality, target_bpp, not strip, refine_steps), options, jobs,
+    _execute(inputs, plan, reporter, encode_job, (rate, not strip, refine_steps), options, jobs,
              skip_existing)
 
 

@@ -14,6 +14,7 @@ Images are processed in tiles so memory stays bounded whatever their size:
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 import zlib
@@ -32,7 +33,7 @@ with warnings.catch_warnings():
 from . import container
 from .container import DEFAULT_MAX_PIXELS, DEFAULT_TILE, LATENT_STRIDE, PAD_MULTIPLE, UgcFile
 from .errors import FormatError, ImageError, ModelMismatchError, UgicmError
-from .image_io import Picture, check_size, open_image, to_picture
+from .image_io import PSNR_CAP_DB, Picture, check_size, open_image, psnr, to_picture
 from .weights import WeightsInfo, load_model, locate
 
 PREFERENCES = {"human": 0.0, "machine": 1.0}
@@ -71,6 +72,8 @@ class EncodeResult:
     height: int
     level: float
     seconds: float
+    target_met: bool | None = None  # with a target (bpp, size or PSNR): whether the file meets it
+    psnr: float | None = None  # with a PSNR target: the human decode's PSNR, in dB
 
     @property
     def bpp(self) -> float:
@@ -108,15 +111,26 @@ class Codec:
 
     # ------------------------------------------------------------------ encode
     def encode(self, image, quality: float | None = None, target_bpp: float | None = None,
-               keep_metadata: bool = True, refine_steps: int = 0) -> bytes:
+               keep_metadata: bool = True, refine_steps: int = 0, *, target_size: int | None = None,
+               target_psnr: float | None = None) -> bytes:
         """``image``: a PIL image, an HxW / HxWx3 uint8 array, a path, or encoded image bytes.
+        The rate: ``quality`` (0-100), or one target searched on the continuous rate:
+        ``target_bpp`` or ``target_size`` (bytes), the largest file within it, or ``target_psnr``
+        (dB), the smallest file whose human decode reaches it.
         ``refine_steps`` > 0 optimises the latent for the human decode first (``refinement``):
         a slower encode, the same format and decoder."""
-        return self.encode_detailed(image, quality, target_bpp, keep_metadata, refine_steps).data
+        return self.encode_detailed(image, quality, target_bpp, keep_metadata, refine_steps,
+                                    target_size=target_size, target_psnr=target_psnr).data
 
     def encode_detailed(self, image, quality: float | None = None, target_bpp: float | None = None,
-                        keep_metadata: bool = True, refine_steps: int = 0) -> EncodeResult:
+                        keep_metadata: bool = True, refine_steps: int = 0, *, target_size: int | None = None,
+                        target_psnr: float | None = None) -> EncodeResult:
         start = time.perf_counter()
+        given = [name for name, value in (("quality", quality), ("target_bpp", target_bpp),
+                                          ("target_size", target_size), ("target_psnr", target_psnr))
+                 if value is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of quality, target_bpp, target_size and target_psnr, not {' and '.join(given)}")
         picture = self.picture(image, keep_metadata)
         w, h = picture.size
         padded = _edge_padded(picture.rgb)
@@ -141,19 +155,61 @@ class Codec:
                 icc_profile=picture.icc_profile, exif=picture.exif,
             ))
 
-        if target_bpp is not None:
-            # The rate is searched without refinement (a dozen refined encodes would cost a dozen
-            # times as much); refinement then lowers the cost at that level, and a refined file
-            # that grew past the target is not used.
-            level, data = self._search_rate(code, target_bpp, w * h)
-            if refine_steps > 0:
-                refined = code(level, refine=True)
-                if len(refined) <= len(data) or len(refined) * 8 <= target_bpp * w * h:
-                    data = refined
+        met = reached = None
+        if target_bpp is not None or target_size is not None:
+            if (target_bpp if target_size is None else target_size) <= 0:
+                raise ValueError("a target bpp or size must be positive")
+            bits = target_size * 8 if target_size is not None else target_bpp * w * h
+            level, data, met = self._within_budget(code, bits, refine_steps)
+        elif target_psnr is not None:
+            level, data, reached = self._reaching_psnr(code, picture.rgb, target_psnr, refine_steps)
+            met = reached >= target_psnr
         else:
             level = self.quality_to_level(DEFAULT_QUALITY if quality is None else quality)
             data = code(level, refine=refine_steps > 0)
-        return EncodeResult(data, w, h, level, time.perf_counter() - start)
+        return EncodeResult(data, w, h, level, time.perf_counter() - start, met, reached)
+
+    # A target is searched without refinement (a dozen refined encodes would cost a dozen times
+    # as much); refinement then lowers the cost at the level found, and a refined file that misses
+    # a target the plain one met is not used.
+    def _within_budget(self, code, bits: float, refine_steps: int) -> tuple[float, bytes, bool]:
+        """(level, file, whether it fits): the largest file of at most ``bits``, or the lowest
+        level's when even that is larger."""
+        def fits(data: bytes) -> bool:
+            return len(data) * 8 <= bits
+
+        # The excess is in log2 of the size: the rate is about exponential in the level.
+        fit, over = _search_level(code, lambda data: math.log2(len(data) * 8 / bits), lambda e: e <= 0,
+                                  self.max_level, resolution=self.max_level / 4096,
+                                  close_enough=lambda fit, over: fit[2] >= math.log2(0.998))
+        level, data, _ = fit or over
+        if refine_steps > 0:
+            refined = code(level, refine=True)
+            if len(refined) <= len(data) or fits(refined):
+                data = refined
+        return level, data, fits(data)
+
+    def _reaching_psnr(self, code, rgb: np.ndarray, target: float, refine_steps: int) -> tuple[float, bytes, float]:
+        """(level, file, its human decode's PSNR): the smallest file whose human decode reaches
+        ``target`` dB, or the highest level's when even that falls short."""
+        if not 0 < target <= PSNR_CAP_DB:
+            raise ValueError(f"target PSNR must be in (0, {PSNR_CAP_DB:g}] dB, not {target}")
+
+        def quality(data: bytes) -> float:
+            return psnr(rgb, self.decode_array(data, 0.0)[0])
+
+        # Each probe decodes its file, so the search stops sooner than a budget's: within 0.01 dB
+        # of the target, or 1/256 of the ladder's span from where it is crossed.
+        short, reached = _search_level(code, lambda data: quality(data) - target, lambda e: e < 0,
+                                       self.max_level, resolution=self.max_level / 256,
+                                       close_enough=lambda short, reached: reached[2] <= 0.01)
+        level, data, excess = reached or short
+        if refine_steps > 0:
+            refined = code(level, refine=True)
+            refined_excess = quality(refined) - target
+            if refined_excess >= min(0.0, excess):
+                data, excess = refined, refined_excess
+        return level, data, target + excess
 
     def _refine_tile(self, padded: np.ndarray, size, tile, y_tile: torch.Tensor, level: float,
                      steps: int) -> torch.Tensor:
@@ -184,27 +240,6 @@ class Codec:
                 x = patch.to(self.device).permute(2, 0, 1)[None].float().div_(255)
                 y[..., r0:r1, c0:c1] = self.model.analysis(x)[..., r0 - a0:r1 - a0, c0 - b0:c1 - b0].cpu()
         return y
-
-    def _search_rate(self, code, target_bpp: float, pixels: int, iterations: int = 12):
-        """The highest level whose file fits ``target_bpp`` (bisection; rate grows with level).
-        If even the lowest level is larger, that one is returned."""
-        if target_bpp <= 0:
-            raise ValueError("target bpp must be positive")
-        low, high = 0.0, self.max_level
-        best = (low, code(low))
-        if len(best[1]) * 8 / pixels > target_bpp:
-            return best
-        top = code(high)
-        if len(top) * 8 / pixels <= target_bpp:
-            return high, top
-        for _ in range(iterations):
-            mid = (low + high) / 2
-            data = code(mid)
-            if len(data) * 8 / pixels <= target_bpp:
-                low, best = mid, (mid, data)
-            else:
-                high = mid
-        return best
 
     def picture(self, image, keep_metadata: bool = True) -> Picture:
         if isinstance(image, Picture):
@@ -289,6 +324,46 @@ class Codec:
                 x = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
                 out[r0 * s:r0 * s + rows, c0 * s:c0 * s + cols] = x
         return out
+
+
+def _search_level(code, excess, holds, top: float, resolution: float, close_enough, max_probes: int = 30):
+    """Where ``excess(code(level))``, which grows with the rate level, crosses from values that
+    ``holds`` accepts to values it does not, on [0, ``top``]: a file's size against a budget, a
+    PSNR against a target. The Illinois variant of regula falsi (Dowell & Jarratt 1971): each
+    probe interpolates the bracket's two ends, and an end kept twice in a row has its weight
+    halved, so on a smooth curve it converges superlinearly where bisection gains one bit per
+    probe (a size search takes 5-7 probes where halving took 14). Returns the (level, file,
+    excess) probes nearest the crossing on each side, None for a side with no probe; stops when
+    they are ``resolution`` apart or ``close_enough(below, above)``."""
+    def probe(level: float):
+        data = code(level)
+        return level, data, excess(data)
+
+    below = probe(0.0)
+    if not holds(below[2]):
+        return None, below
+    above = probe(top)
+    if holds(above[2]):
+        return above, None
+    weight_below, weight_above, kept = below[2], above[2], None
+    for _ in range(max_probes):
+        if above[0] - below[0] <= resolution or close_enough(below, above):
+            break
+        level = above[0] - weight_above * (above[0] - below[0]) / (weight_above - weight_below)
+        # never at an end, so that the bracket shrinks by at least half the resolution
+        level = min(max(level, below[0] + resolution / 2), above[0] - resolution / 2)
+        p = probe(level)
+        if holds(p[2]):
+            below, weight_below = p, p[2]
+            if kept == "above":
+                weight_above /= 2
+            kept = "above"
+        else:
+            above, weight_above = p, p[2]
+            if kept == "below":
+                weight_below /= 2
+            kept = "below"
+    return below, above
 
 
 def _edge_padded(rgb: np.ndarray) -> np.ndarray:

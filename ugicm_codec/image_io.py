@@ -14,6 +14,7 @@ The codec codes 8-bit RGB. Around that:
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from .errors import ImageError, OutputError
 Image.MAX_IMAGE_PIXELS = None
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+# Identical images have infinite PSNR. A finite stand-in keeps averages and JSON finite; it lies far
+# above anything a lossy codec reaches at 8 bits, so it cannot flatter a real result.
+PSNR_CAP_DB = 100.0
 
 
 @dataclass
@@ -161,6 +165,17 @@ FORMATS_BY_SUFFIX = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
     ".tif": "TIFF", ".tiff": "TIFF",
 }
+
+
+def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
+    """PSNR in dB of the mean squared error over all pixels and channels of two uint8 arrays, peak 255."""
+    if original.shape != decoded.shape or original.dtype != np.uint8 or decoded.dtype != np.uint8:
+        raise ValueError(f"PSNR takes two uint8 arrays of one shape, not {original.dtype}{original.shape} "
+                         f"and {decoded.dtype}{decoded.shape}")
+    mse = np.mean((original.astype(np.float64) - decoded.astype(np.float64)) ** 2)
+    if mse == 0:
+        return PSNR_CAP_DB
+    return min(PSNR_CAP_DB, 10 * math.log10(255.0 ** 2 / mse))
 
 
 def encode_image(im: Image.Image, fmt: str) -> bytes:

@@ -7,9 +7,8 @@ import math
 
 import numpy as np
 
-# Identical images have infinite PSNR. A finite stand-in keeps averages and JSON finite; it lies far
-# above anything a lossy codec reaches at 8 bits, so it cannot flatter a real result.
-PSNR_CAP_DB = 100.0
+from ..image_io import PSNR_CAP_DB, psnr  # noqa: F401  (the encoder's --target-psnr measures it too)
+
 # pytorch-msssim downsamples four times with an 11-tap window: each side must exceed (11 - 1) * 2**4.
 MS_SSIM_MIN_SIDE = 161
 
@@ -19,15 +18,6 @@ def _check(original: np.ndarray, decoded: np.ndarray) -> None:
         raise ValueError(f"shapes differ: {original.shape} vs {decoded.shape}")
     if original.dtype != np.uint8 or decoded.dtype != np.uint8:
         raise ValueError("metrics take uint8 arrays")
-
-
-def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
-    """PSNR in dB of the mean squared error over all pixels and channels, peak 255."""
-    _check(original, decoded)
-    mse = np.mean((original.astype(np.float64) - decoded.astype(np.float64)) ** 2)
-    if mse == 0:
-        return PSNR_CAP_DB
-    return min(PSNR_CAP_DB, 10 * math.log10(255.0 ** 2 / mse))
 
 
 def ms_ssim(original: np.ndarray, decoded: np.ndarray) -> float | None:
