@@ -255,6 +255,9 @@ def test_target_psnr_finds_a_smaller_file_that_reaches_it(default_codec, source_
     assert hit.psnr == psnr(original, np.asarray(codec.decode(hit.data)))  # what a decode gets
     top = codec.encode_detailed(source_image, target_psnr=60)
     assert not top.target_met and top.level == codec.max_level and top.psnr < 60
+    grey = source_image.convert("L")  # measured on the grey a decode gives, not on the coded RGB
+    hit = codec.encode_detailed(grey, target_psnr=target)
+    assert hit.psnr == psnr(np.asarray(grey), np.asarray(codec.decode(hit.data))) >= target
 
 
 @pytest.mark.parametrize("rate", [dict(quality=50, target_size=100), dict(target_bpp=1, target_psnr=30),

@@ -162,7 +162,7 @@ class Codec:
             bits = target_size * 8 if target_size is not None else target_bpp * w * h
             level, data, met = self._within_budget(code, bits, refine_steps)
         elif target_psnr is not None:
-            level, data, reached = self._reaching_psnr(code, picture.rgb, target_psnr, refine_steps)
+            level, data, reached = self._reaching_psnr(code, picture.planes(), target_psnr, refine_steps)
             met = reached >= target_psnr
         else:
             level = self.quality_to_level(DEFAULT_QUALITY if quality is None else quality)
@@ -189,14 +189,15 @@ class Codec:
                 data = refined
         return level, data, fits(data)
 
-    def _reaching_psnr(self, code, rgb: np.ndarray, target: float, refine_steps: int) -> tuple[float, bytes, float]:
+    def _reaching_psnr(self, code, planes: np.ndarray, target: float, refine_steps: int) -> tuple[float, bytes, float]:
         """(level, file, its human decode's PSNR): the smallest file whose human decode reaches
-        ``target`` dB, or the highest level's when even that falls short."""
+        ``target`` dB against ``planes`` (``Picture.planes``), or the highest level's when even
+        that falls short."""
         if not 0 < target <= PSNR_CAP_DB:
             raise ValueError(f"target PSNR must be in (0, {PSNR_CAP_DB:g}] dB, not {target}")
 
         def quality(data: bytes) -> float:
-            return psnr(rgb, self.decode_array(data, 0.0)[0])
+            return psnr(planes, self.decode_picture(data, 0.0).planes())
 
         # Each probe decodes its file, so the search stops sooner than a budget's: within 0.01 dB
         # of the target, or 1/256 of the ladder's span from where it is crossed.

@@ -47,10 +47,15 @@ class Picture:
     def size(self) -> tuple[int, int]:
         return self.rgb.shape[1], self.rgb.shape[0]
 
-    def to_pil(self) -> Image.Image:
-        im = Image.fromarray(self.rgb, "RGB")
+    def planes(self) -> np.ndarray:
+        """The colour planes as a decode delivers them: HxW for greyscale (Pillow's luma of the
+        coded RGB), HxWx3 otherwise."""
         if self.colour_mode == "L":
-            im = im.convert("L")
+            return np.asarray(Image.fromarray(self.rgb, "RGB").convert("L"))
+        return self.rgb
+
+    def to_pil(self) -> Image.Image:
+        im = Image.fromarray(self.planes(), self.colour_mode)
         if self.alpha is not None:
             im.putalpha(Image.fromarray(self.alpha, "L"))
         if self.icc_profile:
