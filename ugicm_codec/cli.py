@@ -216,11 +216,11 @@ def _common(f):
               help="Search the continuous rate for the largest file of at most this many bytes.")
 @click.option("--target-psnr", type=click.FloatRange(min=0, max=100, min_open=True), metavar="DB",
               help="Search the continuous rate for the smallest file whose human decode reaches this "
-              "PSNR (each probe decodes: about ten times as slow as one encode).")
+              "PSNR (each probe decodes: about thirteen times as slow as one encode).")
 @click.option("--refine-steps", type=click.IntRange(0, 10000), default=0, show_default=True,
               help="Optimise each image's latent for the human decode with this many gradient steps "
               "before coding: smaller files at equal quality, the same format and decoder, a much "
-              "slower encode (20 steps: about 35 s for a Kodak image on 2 CPU cores).")
+              "slower encode (20 steps: about 26 s for a Kodak image on 2 CPU cores).")
 @click.option("--strip", is_flag=True, help="Leave out the ICC profile and EXIF metadata.")
 @_common
 def encode(inputs, output, quality, target_bpp, target_size, target_psnr, refine_steps, strip, weights, device,
