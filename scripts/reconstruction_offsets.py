@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ugicm_codec.codec import _edge_padded
 from ugicm_codec.image_io import psnr
 from ugicm_codec.weights import load_model, locate
 
@@ -32,7 +33,7 @@ MAX_Q = 3  # |q| ≥ 3 share one bucket (and one mean of |q| − |y' − μ|)
 
 
 def latent_terms(model, x: torch.Tensor, level: float):
-    """(q, μ, scale-table index) of every element of y' for x (1×3×H×W in [0, 1])."""
+    """(y' − μ, μ, scale-table index) of every element of y' for x (1×3×H×W in [0, 1])."""
     lv = torch.tensor([level])
     u = model.g_a(x).float() * model.rate.gain(lv)
     medians = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)  # ẑ as the coder rounds z
@@ -51,12 +52,10 @@ def bucket(index: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return index * MAX_Q + q.abs().clamp(max=MAX_Q).long() - 1
 
 
-def padded(im: Image.Image, multiple: int) -> tuple[torch.Tensor, np.ndarray]:
+def padded(im: Image.Image) -> tuple[torch.Tensor, np.ndarray]:
+    """(the image edge-padded as the codec codes it, 1×3×H'×W' in [0, 1]; its RGB pixels)."""
     rgb = np.asarray(im.convert("RGB"))
-    h, w = rgb.shape[:2]
-    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-    full = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    return torch.from_numpy(full).permute(2, 0, 1)[None].float() / 255, rgb
+    return torch.from_numpy(_edge_padded(rgb)).permute(2, 0, 1)[None].float() / 255, rgb
 
 
 def decode(model, means, q, level, beta, shape) -> np.ndarray:
@@ -90,7 +89,7 @@ def main() -> None:
             for path in photos:
                 im = Image.open(path).convert("RGB")
                 left, top = max(0, (im.width - 256) // 2), max(0, (im.height - 256) // 2)
-                x, _ = padded(im.crop((left, top, left + 256, top + 256)), 64)
+                x, _ = padded(im.crop((left, top, left + 256, top + 256)))
                 r, _, index = latent_terms(model, x, level)
                 q = torch.round(r)
                 keep = q != 0
@@ -104,7 +103,7 @@ def main() -> None:
         kodak = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
         change = {s: {level: [] for level in levels} for s in scales}
         for path in kodak:
-            x, rgb = padded(Image.open(path), 64)
+            x, rgb = padded(Image.open(path))
             for level in levels:
                 r, means, index = latent_terms(model, x, level)
                 q = torch.round(r)
