@@ -1,6 +1,6 @@
 """Would decoder-side reconstruction offsets help the shipped decoder? (Tried; they do not.)
 
-    python scripts/reconstruction_offsets.py --scales 0.1,0.25,0.5,1 --calibrate 24 --limit 6
+    python scripts/reconstruction_offsets.py --scales 0.05,0.1,0.25,1 --calibrate 24 --limit 24 --beta 0
 
 The coder sends q = round(y' − μ) and the decoder rebuilds ŷ' = μ + q. Where the Gaussian is
 narrow, the y' behind a q ≠ 0 lie mostly on the side of μ (the residual's density falls across
@@ -41,10 +41,7 @@ def latent_terms(model, x: torch.Tensor, level: float):
     params = model.h_s(z_hat)
     if model.context is not None:
         params = model.context(u, params)
-    scales, means = params.chunk(2, 1)
-    gc = model.gaussian_conditional
-    table = gc.scale_table[:-1].to(scales.dtype)
-    index = torch.searchsorted(table, gc.lower_bound_scale(scales).contiguous())
+    index, means = model.split_parameters(params)
     return u - means, means, index
 
 
@@ -70,8 +67,8 @@ def main() -> None:
     parser.add_argument("--train", default="../shared/data/train", help="calibration photos (searched recursively)")
     parser.add_argument("--kodak", default="../shared/data/kodak")
     parser.add_argument("--calibrate", type=int, default=24, help="calibration photos")
-    parser.add_argument("--limit", type=int, default=6, help="Kodak images decoded")
-    parser.add_argument("--scales", default="0.1,0.25,0.5,1", help="fractions of the measured offsets")
+    parser.add_argument("--limit", type=int, default=24, help="Kodak images decoded")
+    parser.add_argument("--scales", default="0.05,0.1,0.25,1", help="fractions of the measured offsets")
     parser.add_argument("--beta", type=float, default=0.0, help="preference of the decode measured")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
@@ -81,15 +78,17 @@ def main() -> None:
     buckets = len(model.gaussian_conditional.scale_table) * MAX_Q
     photos = sorted(p for p in Path(args.train).rglob("*") if p.suffix.lower() in {".jpg", ".png"})
     photos = photos[:: max(1, len(photos) // args.calibrate)][: args.calibrate]
+    crops = []
+    for path in photos:
+        im = Image.open(path).convert("RGB")
+        left, top = max(0, (im.width - 256) // 2), max(0, (im.height - 256) // 2)
+        crops.append(padded(im.crop((left, top, left + 256, top + 256)))[0])
 
     offsets = {}
     with torch.no_grad():
         for level in levels:
             total, count = torch.zeros(buckets, dtype=torch.float64), torch.zeros(buckets, dtype=torch.float64)
-            for path in photos:
-                im = Image.open(path).convert("RGB")
-                left, top = max(0, (im.width - 256) // 2), max(0, (im.height - 256) // 2)
-                x, _ = padded(im.crop((left, top, left + 256, top + 256)))
+            for x in crops:
                 r, _, index = latent_terms(model, x, level)
                 q = torch.round(r)
                 keep = q != 0
