@@ -210,6 +210,11 @@ def test_exif_orientation_is_applied(tiny_codec, source_image):
 def test_unreadable_images(tiny_codec, tmp_path):
     with pytest.raises(ImageError, match="not an image Pillow can read"):
         tiny_codec.encode(b"definitely not an image")
+    data = tiny_codec.encode((GOLDEN / "source.png").read_bytes())
+    (tmp_path / "coded.ugc").write_bytes(data)
+    for coded in (data, tmp_path / "coded.ugc"):
+        with pytest.raises(ImageError, match="a .ugc file, not an image: ugicm decode reads it"):
+            tiny_codec.encode(coded)
     (tmp_path / "empty.png").touch()
     for empty in (b"", tmp_path / "empty.png"):
         with pytest.raises(ImageError, match="empty file"):

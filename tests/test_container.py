@@ -1,11 +1,13 @@
 """The .ugc container parser: round trips, and a clean FormatError for every kind of damage."""
 
+import io
 import random
 import subprocess
 import sys
 import zlib
 
 import pytest
+from PIL import Image
 
 from conftest import GOLDEN
 from ugicm_codec import container
@@ -113,12 +115,22 @@ def test_tile_grid_and_metadata():
 
 
 def test_other_formats_refused():
-    with pytest.raises(FormatError, match="not a .ugc"):
+    with pytest.raises(FormatError, match="not a .ugc file .*it is a PNG image, which ugicm encode"):
         container.parse((GOLDEN / "source.png").read_bytes())
+    with pytest.raises(FormatError, match=r"not a .ugc file \(bad magic\)$"):
+        container.parse(b"plain text, long enough to have a header" * 4)
     with pytest.raises(FormatError, match="version"):
         data = bytearray(container.build(sample()))
         data[8] = 2
         container.parse(refreshed(bytes(data[:-4])))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP"])
+def test_image_formats_are_named(fmt):
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, fmt)
+    assert container.image_format(buf.getvalue()) == {"WEBP": "WebP"}.get(fmt, fmt)
+    assert container.image_format(container.build(sample())) is None
 
 
 def test_info_does_not_import_torch():

@@ -146,10 +146,24 @@ def looks_like_ugc(data: bytes) -> bool:
     return data[: len(MAGIC)] == MAGIC
 
 
+# Leading bytes of the images most often handed to the decoder by mistake: a hint, not a check.
+_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
+                     (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def image_format(data: bytes) -> str | None:
+    """The image format ``data`` starts like (PNG, JPEG, WebP, GIF, TIFF, BMP), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for signature, name in _IMAGE_SIGNATURES if data.startswith(signature)), None)
+
+
 def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> UgcFile:
     """Parses and validates a whole .ugc file. Raises FormatError / LimitError, nothing else."""
     if not looks_like_ugc(data):
-        raise FormatError("not a .ugc file (bad magic)")
+        kind = image_format(data)
+        hint = f"; it is a {kind} image, which ugicm encode compresses" if kind else ""
+        raise FormatError(f"not a .ugc file (bad magic{hint})")
     if len(data) < HEADER_MIN + 4:
         raise FormatError(f"truncated .ugc file ({len(data)} bytes)")
     body, stored_crc = data[:-4], int.from_bytes(data[-4:], "big")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .container import looks_like_ugc
 from .errors import ImageError, OutputError
 
 # Pillow's decompression-bomb guard is replaced by our own explicit limit (--max-pixels).
@@ -69,9 +70,15 @@ def open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except UnidentifiedImageError:
+        if isinstance(source, bytes):
+            head = source[:16]
+        else:
+            with open(source, "rb") as f:
+                head = f.read(16)
+        if looks_like_ugc(head):  # an encode of what was meant for decode, or twice over a folder
+            raise ImageError("a .ugc file, not an image: ugicm decode reads it") from None
         # a 0-byte file is the commonest unreadable input (an interrupted download or redirect)
-        empty = len(source) == 0 if isinstance(source, bytes) else Path(source).stat().st_size == 0
-        raise ImageError("empty file (0 bytes)" if empty else "not an image Pillow can read") from None
+        raise ImageError("empty file (0 bytes)" if not head else "not an image Pillow can read") from None
     except OSError as e:
         raise ImageError(f"cannot read image: {e}") from None
     check_size(im.width, im.height, max_pixels)
