@@ -46,17 +46,35 @@ def test_refined_files_cost_less_and_decode_as_usual(default_codec, source_image
     assert default_codec.decode(refined.data, prefer="machine").size == source_image.size
 
 
-def test_refinement_keeps_the_latent_unless_it_helps(default_codec, source_image):
+# bf16: the synthesis under bf16 autocast while optimising (the default where it is fast); the
+# costs that decide which latent is kept are float32 either way.
+@pytest.mark.parametrize("bf16", [False, True])
+def test_refinement_keeps_the_latent_unless_it_helps(default_codec, source_image, bf16):
     from ugicm_codec.codec import _edge_padded
     from ugicm_codec.refinement import refine_latent
 
     padded = _edge_padded(np.asarray(source_image))
     y = default_codec._analysis(padded)
     x = torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 255
-    none = refine_latent(default_codec.model, x, y, 5.0, steps=0)
-    assert not none.improved and torch.equal(none.y, y)
-    some = refine_latent(default_codec.model, x, y, 5.0, steps=10)
+    none = refine_latent(default_codec.model, x, y, 5.0, steps=0, bf16=bf16)
+    assert not none.improved and torch.equal(none.y, y) and none.z is None
+    some = refine_latent(default_codec.model, x, y, 5.0, steps=10, bf16=bf16)
     assert some.improved and not torch.equal(some.y, y)
+    # z is refined as a variable of its own, so it is not h_a of the refined y
+    model, gain = default_codec.model, default_codec.model.rate.gain(torch.tensor([5.0]))
+    with torch.no_grad():
+        assert not torch.allclose(some.z, model.h_a(some.y * gain), atol=0.1)
+    assert some.cost_before == refine_latent(default_codec.model, x, y, 5.0, steps=0, bf16=False).cost_before
+
+
+def test_compress_latent_codes_the_given_hyper_latent(tiny_codec, source_image):
+    model = tiny_codec.model
+    y = tiny_codec._analysis(np.array(source_image.crop((0, 0, 128, 128))))
+    with torch.no_grad():
+        z = model.h_a(y * model.rate.gain(torch.tensor([3.0])))
+    plain = model.compress_latent(y, 3.0)
+    assert model.compress_latent(y, 3.0, z)["strings"] == plain["strings"]
+    assert model.compress_latent(y, 3.0, z + 4)["strings"][1] != plain["strings"][1]
 
 
 def test_refinement_is_deterministic_and_off_by_default(tiny_codec, source_image):

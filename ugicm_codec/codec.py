@@ -143,10 +143,11 @@ class Codec:
             tiles = []
             for zt, zl, zh, zw in grid:
                 s = 4  # y samples per z sample
-                y_tile = y[..., zt * s:(zt + zh) * s, zl * s:(zl + zw) * s]
+                y_tile, z_tile = y[..., zt * s:(zt + zh) * s, zl * s:(zl + zw) * s], None
                 if refine:
-                    y_tile = self._refine_tile(padded, (w, h), (zt, zl, zh, zw), y_tile, level, refine_steps)
-                out = self.model.compress_latent(y_tile, level)
+                    refined = self._refine_tile(padded, (w, h), (zt, zl, zh, zw), y_tile, level, refine_steps)
+                    y_tile, z_tile = refined.y, refined.z
+                out = self.model.compress_latent(y_tile, level, z_tile)
                 tiles.append((out["strings"][1], out["strings"][0]))
             return container.build(UgcFile(
                 model_id=self.info.name, weights_digest=self.info.digest, width=w, height=h,
@@ -213,7 +214,7 @@ class Codec:
         return level, data, target + excess
 
     def _refine_tile(self, padded: np.ndarray, size, tile, y_tile: torch.Tensor, level: float,
-                     steps: int) -> torch.Tensor:
+                     steps: int):
         """``refinement.refine_latent`` for one entropy tile: its pixels, and only those inside
         the image count."""
         from .refinement import refine_latent
@@ -224,7 +225,7 @@ class Codec:
         x = x.permute(2, 0, 1)[None].float().div_(255)
         mask = torch.zeros(1, 1, *x.shape[-2:])
         mask[..., :h - rows.start, :w - cols.start] = 1  # a tile always starts inside the image
-        return refine_latent(self.model, x, y_tile, level, steps, mask).y
+        return refine_latent(self.model, x, y_tile, level, steps, mask)
 
     @torch.no_grad()
     def _analysis(self, padded: np.ndarray) -> torch.Tensor:

@@ -313,13 +313,14 @@ class UGICM(CompressionModel):
         return self.g_a(x).float()
 
     @torch.no_grad()
-    def compress_latent(self, y: torch.Tensor, level: float) -> dict:
-        """Codes y at a rate level: {"strings": [y_string, z_string], "y_shape", "z_shape"}."""
+    def compress_latent(self, y: torch.Tensor, level: float, z: torch.Tensor | None = None) -> dict:
+        """Codes y at a rate level: {"strings": [y_string, z_string], "y_shape", "z_shape"}.
+        ``z``: the hyper-latent to code (a refined one, refinement.py); None: h_a(y × gain)."""
         if y.size(0) != 1:
             raise ValueError("compress_latent() takes one image at a time")
         device = self.rate.log_gain.device
         y = y.to(device) * self.rate.gain(torch.tensor([level], device=device))
-        z = self.h_a(y).cpu()
+        z = (self.h_a(y) if z is None else z).cpu()
         y = y.cpu()
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])

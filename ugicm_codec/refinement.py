@@ -12,8 +12,15 @@ so files decode with every ugicm decoder, and nothing in the decode path changes
 
 Rounding, which has no gradient, is replaced as in Yang et al.'s stochastic Gumbel annealing
 (SGA): each sample rounds down or up at random, with probabilities that favour the nearer integer
-more and more as the temperature falls, and the decoder sees the soft mix. ẑ uses rounding with
-a straight-through gradient, so the entropy parameters are those the coder will use.
+more and more as the temperature falls, and the decoder sees the soft mix. The hyper-latent z is
+refined beside y, as a variable of its own (starting from h_a(y), as Yang et al. do): the file
+codes both, so z need not be h_a of the refined y. On 6 validation photos at qualities 10 / 40 /
+70 that lowered J (with hard rounding) 1.3 / 0.5 / 0.0 % more than refining y alone did. ẑ uses
+rounding with a straight-through gradient, so the entropy parameters are those the coder will use.
+
+Where bf16 is fast (hardware.bf16_is_fast), the synthesis runs under bf16 autocast while
+optimising, which made a step 1.5x faster on this 2-core AVX512-BF16 CPU at the same gain; the
+entropy side stays in float32, and the costs that decide which latent is kept are float32.
 
 The cost is the human decode's: the machine decode of a refined file was not trained for this
 latent, and is not what the optimisation looks at. Each entropy tile is refined on its own
@@ -28,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from compressai.ops import quantize_ste
 
+from .hardware import bf16_is_fast
 from .models import UGICM, bits_per_pixel
 
 # Tuned on Kodak images and crops at q25-q60: for 20 steps, Adam at 1e-2 from τ = 0.5 lowered J
@@ -43,6 +51,7 @@ TEMPERATURE_DECAY = 4.0  # τ falls as exp(-4 · step / steps), down to FINAL_TE
 @dataclass
 class Refinement:
     y: torch.Tensor  # the latent to code (before the rate gain), on the CPU
+    z: torch.Tensor | None  # the hyper-latent to code, on the CPU; None: h_a of y's, as unrefined
     cost_before: float  # J of g_a's latent, with hard rounding (the estimate the coder meets)
     cost_after: float  # J of the refined latent, likewise; kept only when lower
     steps: int
@@ -76,14 +85,17 @@ def _bottleneck(model: UGICM, z: torch.Tensor):
 
 
 def rd_cost(model: UGICM, u: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, level: torch.Tensor,
-            temperature: float | None, generator=None) -> torch.Tensor:
-    """J of the gained latent u = y × gain for the picture x, counting only pixels in ``mask``.
-    ``temperature`` None: hard rounding, the coder's; otherwise SGA at that temperature.
+            temperature: float | None, generator=None, bf16: bool = False,
+            z: torch.Tensor | None = None) -> torch.Tensor:
+    """J of the gained latent u = y × gain, with hyper-latent ``z`` (None: h_a(u)), for the
+    picture x, counting only pixels in ``mask``. ``temperature`` None: hard rounding, the coder's;
+    otherwise SGA at that temperature. ``bf16``: the synthesis under bf16 autocast (faster, less
+    exact).
     Not ``UGICM.latent_forward``: on a model in eval mode its entropy models round without a
     gradient, and in training mode they add noise instead of rounding ẑ as the coder does."""
     entropy = torch.device("cpu")  # the entropy side lives on the CPU (models.UGICM.place)
     device = x.device
-    z_hat, z_likelihoods = _bottleneck(model, model.h_a(u).to(entropy))
+    z_hat, z_likelihoods = _bottleneck(model, (model.h_a(u) if z is None else z).to(entropy))
     params = model.h_s(z_hat)
     u_entropy = u.to(entropy)
     if model.context is not None:
@@ -98,33 +110,40 @@ def rd_cost(model: UGICM, u: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, 
     pixels = mask.sum()
     bpp = bits_per_pixel({"y": y_likelihoods, "z": z_likelihoods}, 1)[0] / pixels.to(entropy)
     y_hat = u_hat.to(device) * model.rate.inverse_gain(level)
-    x_hat = model.g_s(y_hat, model.conditioning(torch.zeros(1, device=device), level))
+    conditioning = model.conditioning(torch.zeros(1, device=device), level)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        x_hat = model.g_s(y_hat, conditioning).float()
     mse = ((x_hat - x) ** 2 * mask).sum() / (3 * pixels)
     return bpp.to(device) + model.lmbda(level.cpu()).item() * 255 ** 2 * mse  # λ's table stays on the CPU
 
 
 def refine_latent(model: UGICM, x: torch.Tensor, y: torch.Tensor, level: float, steps: int,
                   mask: torch.Tensor | None = None, learning_rate: float = DEFAULT_LEARNING_RATE,
-                  seed: int = 0) -> Refinement:
+                  seed: int = 0, bf16: bool | None = None) -> Refinement:
     """Refines y = g_a(x) (1×M×h×w, before the rate gain) for coding x (1×3×16h×16w, on the
     transforms' device) at ``level``. ``mask`` (1×1×16h×16w) marks the pixels that count (the
-    edge padding does not). The result is g_a's latent unless refinement lowered J."""
+    edge padding does not). The result is g_a's latent unless refinement lowered J.
+    ``bf16``: optimise with the synthesis in bf16 (None: where it is fast)."""
     device = x.device
+    bf16 = bf16_is_fast(device.type) if bf16 is None else bf16
     mask = torch.ones_like(x[:, :1]) if mask is None else mask.to(device)
     lv = torch.tensor([float(level)], device=device)
     generator = torch.Generator().manual_seed(seed)  # SGA's noise: the same file every run
+    with torch.no_grad():
+        start = y.to(device) * model.rate.gain(lv)
+        u = start.clone().requires_grad_(True)
+        z = model.h_a(start).cpu().requires_grad_(True)  # beside the entropy side, on the CPU
     with torch.enable_grad():
-        u = (y.to(device) * model.rate.gain(lv)).detach().requires_grad_(True)
-        start = u.detach().clone()
-        optimizer = torch.optim.Adam([u], lr=learning_rate)
+        optimizer = torch.optim.Adam([u, z], lr=learning_rate)
         for step in range(steps):
             temperature = max(START_TEMPERATURE * math.exp(-TEMPERATURE_DECAY * step / steps), FINAL_TEMPERATURE)
-            cost = rd_cost(model, u, x, mask, lv, temperature, generator)
+            cost = rd_cost(model, u, x, mask, lv, temperature, generator, bf16, z)
             optimizer.zero_grad(set_to_none=True)
             cost.backward()
             optimizer.step()
     with torch.no_grad():
         before = rd_cost(model, start, x, mask, lv, None).item()
-        after = rd_cost(model, u.detach(), x, mask, lv, None).item()
-        refined = (u.detach() / model.rate.gain(lv)).cpu() if after < before else y.cpu()
-    return Refinement(refined, before, after, steps)
+        after = rd_cost(model, u, x, mask, lv, None, z=z).item()
+        if after < before:
+            return Refinement((u / model.rate.gain(lv)).cpu(), z.detach().clone(), before, after, steps)
+    return Refinement(y.cpu(), None, before, after, steps)

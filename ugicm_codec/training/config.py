@@ -85,8 +85,7 @@ class TrainConfig:
     # Worth it where cores are spare (a GPU machine's); on a 2-core CPU they would only compete.
     data_workers: int = 0
     device: str = "auto"
-    # bf16 autocast: "auto" uses it on CUDA, and on CPUs with native bf16 (AVX512-BF16 / AMX);
-    # on an AVX2-only CPU it is emulated and made a step 10x slower here.
+    # bf16 autocast: "auto" uses it where it is fast (hardware.bf16_is_fast).
     mixed_precision: str = "auto"
     channels_last: bool = True
     # torch.compile of the training forward/backward: 12% faster per step on this 2-core CPU

@@ -27,6 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..errors import WeightsError
+from ..hardware import bf16_is_fast
 from ..models import UGICM, bits_per_pixel, build_model
 from ..weights import training_state
 from .config import TrainConfig
@@ -41,14 +42,6 @@ def atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _random_state(text: str) -> tuple:
@@ -154,7 +147,7 @@ class Trainer:
     def _use_bf16(self) -> bool:
         setting = str(self.cfg.mixed_precision).lower()
         if setting in ("auto", ""):
-            return self.device.type == "cuda" or _cpu_has_native_bf16()
+            return bf16_is_fast(self.device.type)
         return setting in ("true", "1", "yes", "bf16")
 
     def _autocast(self):
