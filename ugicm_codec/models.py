@@ -55,6 +55,9 @@ DEFAULT_LAMBDAS = (0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932)
 # The same ladder continued two steps down (x1/2 each): its lowest point, 0.0009, gave 0.20 bpp
 # on Kodak, short of the 0.1 bpp the codec must reach; bpp scaled as about λ^0.56 there.
 WIDE_LAMBDAS = (0.00023, 0.00045) + DEFAULT_LAMBDAS
+# The 10-point ladder continued three steps up (x2 each) for the high-quality end: its top,
+# 0.0932, gave 36.7 dB on Kodak, short of the 40-41 dB that "visually lossless" asks for.
+HIGH_LAMBDAS = WIDE_LAMBDAS + (0.18, 0.36, 0.72)
 
 
 class PreferenceSynthesis(nn.Module):
@@ -109,6 +112,10 @@ class Architecture:
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
     context: bool = False  # checkerboard spatial context in the entropy model
     context_groups: tuple[int, ...] = ()  # and channel groups coded in turn within each half
+    # The rate level that the anchored PCDM sees as 1 (its input is level / level_span). A ladder
+    # grown upwards keeps its predecessor's span, so the trained points are conditioned as before
+    # and the new ones see fractions above 1. None: the ladder's own top.
+    level_span: float | None = None
 
     def __post_init__(self):
         if self.adapters and not (self.residual and self.anchored):
@@ -208,7 +215,8 @@ class UGICM(CompressionModel):
         """What the PCDM feeds g_s: e(beta), or e(beta, level) - e(0, level) when anchored."""
         if not self.arch.anchored:
             return self.preference(beta)
-        return self.preference.offset(beta, level.float() / self.max_level)
+        span = self.arch.level_span or self.max_level
+        return self.preference.offset(beta, level.float() / span)
 
     def grown_state_dict(self, state: dict) -> dict:
         """Maps weights of a smaller architecture onto this one, decoding as they did.
@@ -249,21 +257,33 @@ class UGICM(CompressionModel):
         return len(keys.missing_keys)
 
     def _extend_rate_ladder(self, state: dict) -> dict:
-        """Weights of a ladder that this one continues downwards (ugicm-*-r10 from the 8-point
-        ladder): the trained points keep their gains, and each new point starts where the
-        initial rule puts it relative to the lowest trained one, gain ∝ λ^1/2."""
+        """Weights of a ladder that this one continues, downwards (ugicm-*-r10 from the 8-point
+        ladder) or upwards (ugicm-*-r13 from the 10-point one): the trained points keep their
+        gains, and each new point starts where the initial rule puts it relative to the nearest
+        trained one, gain ∝ λ^1/2."""
         old = state.get("rate.log_gain")
-        extra = self.rate.levels - (old.shape[0] if old is not None else self.rate.levels)
-        if extra == 0:
+        if old is None or old.shape[0] == self.rate.levels:
             return state
-        if extra < 0 or self.arch.lambdas[extra:] != DEFAULT_LAMBDAS[-old.shape[0]:]:
-            raise ValueError(f"weights with {old.shape[0]} rate points do not fit {self.arch.name}: "
-                             f"a rate ladder can only grow by new points below its lowest one")
-        shift = 0.5 * torch.tensor([math.log(l / self.arch.lambdas[extra]) for l in self.arch.lambdas[:extra]])
+        lambdas, count = self.arch.lambdas, old.shape[0]
+        # Where the old ladder sits in this one: it must be a contiguous run of known points.
+        starts = [i for i in range(len(lambdas) - count + 1)
+                  if any(lambdas[i:i + count] == known[-count:] or lambdas[i:i + count] == known[:count]
+                         for known in (DEFAULT_LAMBDAS, WIDE_LAMBDAS))]
+        if count > len(lambdas) or not starts:
+            raise ValueError(f"weights with {count} rate points do not fit {self.arch.name}: "
+                             f"a rate ladder can only grow by new points beyond its ends")
+        first = starts[0]
+        last = first + count - 1
+        below = [math.log(l / lambdas[first]) for l in lambdas[:first]]
+        above = [math.log(l / lambdas[last]) for l in lambdas[last + 1:]]
         for name, sign in (("rate.log_gain", 1.0), ("rate.log_inverse_gain", -1.0)):
-            table = state[name]
-            new = table[:1].float() + sign * shift[:, None]
-            state[name] = torch.cat([new.to(table.dtype), table])
+            table = state[name].float()
+            parts = [table]
+            if below:
+                parts.insert(0, table[:1] + sign * 0.5 * torch.tensor(below)[:, None])
+            if above:
+                parts.append(table[-1:] + sign * 0.5 * torch.tensor(above)[:, None])
+            state[name] = torch.cat(parts).to(state[name].dtype)
         return state
 
     # ----------------------------------------------------------------- training path
@@ -403,6 +423,12 @@ ARCHITECTURES: dict[str, Architecture] = {
     "ugicm-hpacg-128-192-r10": Architecture("ugicm-hpacg-128-192-r10", N=128, M=192, residual=True,
                                             anchored=True, adapters=True, lambdas=WIDE_LAMBDAS,
                                             context=True, context_groups=(16, 16, 32, 64, 64)),
+    # The same with the ladder continued three points up (HIGH_LAMBDAS, 13 points, λ up to 0.72);
+    # grows from it, the trained points and their conditioning unchanged.
+    "ugicm-hpacg-128-192-r13": Architecture("ugicm-hpacg-128-192-r13", N=128, M=192, residual=True,
+                                            anchored=True, adapters=True, lambdas=HIGH_LAMBDAS,
+                                            context=True, context_groups=(16, 16, 32, 64, 64),
+                                            level_span=9.0),
     # Tiny variants for tests and smoke runs.
     "ugicm-hp-tiny": Architecture("ugicm-hp-tiny", N=16, M=24, embed_dim=16),
     "ugicm-hpr-tiny": Architecture("ugicm-hpr-tiny", N=16, M=24, embed_dim=16, residual=True),
@@ -415,6 +441,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "ugicm-hpacg-tiny-r10": Architecture("ugicm-hpacg-tiny-r10", N=16, M=24, embed_dim=16, residual=True,
                                          anchored=True, adapters=True, lambdas=WIDE_LAMBDAS, context=True,
                                          context_groups=(4, 4, 8, 8)),
+    "ugicm-hpacg-tiny-r13": Architecture("ugicm-hpacg-tiny-r13", N=16, M=24, embed_dim=16, residual=True,
+                                         anchored=True, adapters=True, lambdas=HIGH_LAMBDAS, context=True,
+                                         context_groups=(4, 4, 8, 8), level_span=9.0),
 }
 
 

@@ -30,6 +30,10 @@ class TrainConfig:
     # Steps at which the stage-1 learning rate is divided by 10 (the usual late decay).
     lr_milestones: list[int] = field(default_factory=lambda: [180_000])
     session_steps: int = 50
+    # [low, high, fraction]: that fraction of the samples draws its rate level uniformly from
+    # [low, high], the rest from the whole ladder. Empty: the whole ladder alone. Used to train
+    # the points a grown ladder adds while the trained ones keep being seen.
+    level_focus: list[float] = field(default_factory=list)
     # Human sessions only until this step: the semantic loss pulls the shared decoder against MSE
     # while reconstructions are still poor, which slowed rate-distortion convergence several-fold
     # in our CPU runs. A documented departure from the paper's schedule (0 disables it).
@@ -110,6 +114,13 @@ class TrainConfig:
                 and 0 < scales[0] <= scales[1] <= 1):
             raise ValueError("semantic_scale_range must be [low, high] with 0 < low <= high <= 1, "
                              f"not {scales!r}")
+
+        focus = self.level_focus
+        if focus and not (isinstance(focus, list) and len(focus) == 3
+                          and all(isinstance(v, (int, float)) for v in focus)
+                          and 0 <= focus[0] < focus[1] and 0 <= focus[2] <= 1):
+            raise ValueError("level_focus must be [low, high, fraction] with 0 <= low < high and "
+                             f"0 <= fraction <= 1, not {focus!r}")
 
     @property
     def total_steps(self) -> int:

@@ -230,6 +230,11 @@ class Trainer:
     def _losses(self, x: torch.Tensor, proposals: list | None, beta: float) -> dict:
         cfg, b = self.cfg, x.size(0)
         level = torch.rand(b, device=self.device) * self.model.max_level
+        if cfg.level_focus:
+            low, high, fraction = cfg.level_focus
+            high = min(high, self.model.max_level)
+            focused = low + torch.rand(b, device=self.device) * (high - low)
+            level = torch.where(torch.rand(b, device=self.device) < fraction, focused, level)
         lmbda = self.model.lmbda(level)
         betas = torch.full((b,), float(beta), device=self.device)
         with self._autocast():
