@@ -1,7 +1,7 @@
 #!/bin/bash
 # Finishes a stage-1 run into shippable weights: the phases that made the shipped model.
 #
-#   bash scripts/finish_schedule.sh ~/.cache/ugicm/runs/main10/last.pt
+#   bash lab/finish_schedule.sh ~/.cache/ugicm/runs/main10/last.pt
 #
 #   1. decay        stage 1 at lr/10 for DECAY steps                              (2 threads)
 #   2. s2-human     grown to ARCH (anchored PCDM); stage 2, human sessions only (MSE at beta=0

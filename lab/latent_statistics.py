@@ -1,8 +1,8 @@
 """How much a context model could still find in a trained codec's latents.
 
-    python scripts/latent_statistics.py ~/.cache/ugicm/runs/gpu2/s2m.pt ~/.cache/ugicm/runs/ctx/latents.pt
+    python lab/latent_statistics.py ~/.cache/ugicm/runs/gpu2/s2m.pt ~/.cache/ugicm/runs/ctx/latents.pt
 
-For crops of cached latents y = g_a(x) (scripts/train_context.py writes them), at the lowest,
+For crops of cached latents y = g_a(x) (ugicm train-context writes them), at the lowest,
 middle and highest rate level, the hyperprior's normalised residuals n = (y' − μ) / σ are
 compared with their right-hand and lower neighbours and across channels at one position.
 Correlated residuals are what a checkerboard or channel context can predict (means); correlated
@@ -32,7 +32,9 @@ def mean_cross_channel(n: torch.Tensor) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", help="checkpoint or shipped weights of the codec")
     parser.add_argument("latents", help="cached latents (N×M×H×W)")
     parser.add_argument("--crops", type=int, default=64)
@@ -41,7 +43,7 @@ def main() -> None:
     model = build_model(state["config"]["arch"])
     model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state["model"].items()})
     model.eval()
-    y = torch.load(args.latents, weights_only=True)[:args.crops].float()
+    y = torch.load(args.latents, weights_only=True)[: args.crops].float()
     print("level  σ>0.5   n:right  n:down  n:channels  |n|:right  |n|:down  |n|:channels")
     with torch.no_grad():
         for level in (0.0, model.max_level / 2, model.max_level):
@@ -53,9 +55,11 @@ def main() -> None:
             cells = [(n[..., :, 1:], n[..., :, :-1]), (n[..., 1:, :], n[..., :-1, :])]
             signed = [correlation(a, b) for a, b in cells]
             magnitude = [correlation(a.abs(), b.abs()) for a, b in cells]
-            print(f"{level:5.2f}  {float((scales > 0.5).float().mean()):5.3f}   {signed[0]:+.3f}   "
-                  f"{signed[1]:+.3f}   {mean_cross_channel(n):.3f}       {magnitude[0]:+.3f}     "
-                  f"{magnitude[1]:+.3f}    {mean_cross_channel(n.abs()):.3f}")
+            print(
+                f"{level:5.2f}  {float((scales > 0.5).float().mean()):5.3f}   {signed[0]:+.3f}   "
+                f"{signed[1]:+.3f}   {mean_cross_channel(n):.3f}       {magnitude[0]:+.3f}     "
+                f"{magnitude[1]:+.3f}    {mean_cross_channel(n.abs()):.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Would decoder-side reconstruction offsets help the shipped decoder? (Tried; they do not.)
 
-    python scripts/reconstruction_offsets.py --scales 0.05,0.1,0.25,1 --calibrate 24 --limit 24 --beta 0
+    python lab/reconstruction_offsets.py --scales 0.05,0.1,0.25,1 --calibrate 24 --limit 24 --beta 0
 
 The coder sends q = round(y' − μ) and the decoder rebuilds ŷ' = μ + q. Where the Gaussian is
 narrow, the y' behind a q ≠ 0 lie mostly on the side of μ (the residual's density falls across
@@ -62,9 +62,13 @@ def decode(model, means, q, level, beta, shape) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--weights", default=None, help="weights file or directory (default: the shipped)")
-    parser.add_argument("--train", default="../shared/data/train", help="calibration photos (searched recursively)")
+    parser.add_argument(
+        "--train", default="../shared/data/train", help="calibration photos (searched recursively)"
+    )
     parser.add_argument("--kodak", default="../shared/data/kodak")
     parser.add_argument("--calibrate", type=int, default=24, help="calibration photos")
     parser.add_argument("--limit", type=int, default=24, help="Kodak images decoded")
@@ -87,7 +91,10 @@ def main() -> None:
     offsets = {}
     with torch.no_grad():
         for level in levels:
-            total, count = torch.zeros(buckets, dtype=torch.float64), torch.zeros(buckets, dtype=torch.float64)
+            total, count = (
+                torch.zeros(buckets, dtype=torch.float64),
+                torch.zeros(buckets, dtype=torch.float64),
+            )
             for x in crops:
                 r, _, index = latent_terms(model, x, level)
                 q = torch.round(r)
@@ -110,17 +117,25 @@ def main() -> None:
                 delta = offsets[level][bucket(index, q).clamp(min=0)] * (q != 0)
                 for s in scales:
                     moved = q - torch.sign(q) * s * delta
-                    change[s][level].append(psnr(rgb, decode(model, means, moved, level, args.beta, rgb.shape[:2])) - base)
+                    decoded = decode(model, means, moved, level, args.beta, rgb.shape[:2])
+                    change[s][level].append(psnr(rgb, decoded) - base)
             print(f"{path.name} done", flush=True)
 
-    print(f"\nmean PSNR change (dB) of the beta={args.beta:g} decode, {len(kodak)} Kodak images, "
-          f"offsets from {len(photos)} training crops")
+    print(
+        f"\nmean PSNR change (dB) of the beta={args.beta:g} decode, {len(kodak)} Kodak images, "
+        f"offsets from {len(photos)} training crops"
+    )
     print("scale  " + "  ".join(f"level {level:5.2f}" for level in levels))
     for s in scales:
         print(f"{s:5.2f}  " + "  ".join(f"{np.mean(change[s][level]):+11.3f}" for level in levels))
     if args.json:
-        args.json.write_text(json.dumps({str(s): {f"{level:g}": float(np.mean(v)) for level, v in change[s].items()}
-                                         for s in scales}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {str(s): {f"{level:g}": float(np.mean(v)) for level, v in change[s].items()} for s in scales},
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Checks that two sets of weights decode β=0 (the human decode) bit for bit alike.
 
-    python scripts/same_human_decode.py ~/.cache/ugicm/exports/r10 weights
+    python lab/same_human_decode.py ~/.cache/ugicm/exports/r10 weights
 
 True when every tensor the β=0 decode can use is identical in both, i.e. they differ only in what
 ``UGICM.machine_only_parameter_names()`` lists (an anchored PCDM's embedding, bias-projection
@@ -20,7 +20,9 @@ from ugicm_codec.weights import locate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("a", help="weights file or directory with a manifest")
     parser.add_argument("b")
     args = parser.parse_args()
@@ -33,8 +35,10 @@ def main() -> None:
     machine_only = build_model(a.name).machine_only_parameter_names()
     differ = [k for k in ta if not (ta[k].dtype == tb[k].dtype and ta[k].equal(tb[k]))]
     shared = [k for k in differ if k not in machine_only]
-    print(f"{len(ta)} tensors; {len(differ)} differ, {len(shared)} of them used by the human decode"
-          + (f": {', '.join(shared[:5])}" if shared else ""))
+    print(
+        f"{len(ta)} tensors; {len(differ)} differ, {len(shared)} of them used by the human decode"
+        + (f": {', '.join(shared[:5])}" if shared else "")
+    )
     raise SystemExit(1 if shared or not differ else 0)
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
+from ugicm_codec.shared import shared_path
+
+KODAK = shared_path("data", "kodak")
 
 _CHILD = r"""
 import resource, sys, time, numpy as np, torch
@@ -56,8 +55,12 @@ def synthetic(megapixels: float, path: Path) -> tuple[int, int]:
 
 
 def run_child(mode: str, src: Path, dst: Path, threads: int) -> tuple[float, float]:
-    out = subprocess.run([sys.executable, "-c", _CHILD, mode, str(src), str(dst), str(threads)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, str(src), str(dst), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     seconds, peak_kb, _ = out.stdout.split()
     return float(seconds), int(peak_kb) / 1024 / 1024  # ru_maxrss is in KiB on Linux
 
@@ -79,27 +82,40 @@ def seam_check() -> dict:
     def psnr(x):
         return float(10 * np.log10(255**2 / np.mean((x.astype(np.float64) - ref) ** 2)))
 
-    result = {"image": "kodim01", "crop": "/tmp/ugicm-seam-crop.png (x 576-704 spans the tile boundary at 640)"}
+    result = {
+        "image": "kodim01",
+        "crop": "/tmp/ugicm-seam-crop.png (x 576-704 spans the tile boundary at 640)",
+    }
     for prefer in ("human", "machine"):
         a, b = np.asarray(tiled.decode(data, prefer)), np.asarray(whole.decode(data, prefer))
-        result[prefer] = {"psnr_tiled": round(psnr(a), 4), "psnr_untiled": round(psnr(b), 4),
-                          "max_abs_pixel_difference": int(np.abs(a.astype(int) - b).max())}
+        result[prefer] = {
+            "psnr_tiled": round(psnr(a), 4),
+            "psnr_untiled": round(psnr(b), 4),
+            "max_abs_pixel_difference": int(np.abs(a.astype(int) - b).max()),
+        }
         if prefer == "human":  # a crop across the boundary between the two synthesis tiles (x = 640)
-            Image.fromarray(a[192:320, 576:704]).resize((512, 512), Image.NEAREST).save("/tmp/ugicm-seam-crop.png")
+            Image.fromarray(a[192:320, 576:704]).resize((512, 512), Image.NEAREST).save(
+                "/tmp/ugicm-seam-crop.png"
+            )
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1,4,16,50", help="megapixels, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ugicm-bench-memory"))
-    args = parser.parse_args()
+    parser.add_argument("--no-seam-check", action="store_true", help="skip the Kodak seam check")
+    args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
-    print(f"{'MP':>6} {'size':>13} {'encode s':>9} {'enc peak GB':>11} {'decode s':>9} {'dec peak GB':>11} "
-          f"{'machine s':>9} {'mach peak GB':>12} {'bpp':>7}")
+    print(
+        f"{'MP':>6} {'size':>13} {'encode s':>9} {'enc peak GB':>11} {'decode s':>9} {'dec peak GB':>11} "
+        f"{'machine s':>9} {'mach peak GB':>12} {'bpp':>7}"
+    )
     for mp in [float(s) for s in args.sizes.split(",")]:
         src = args.workdir / f"{mp:g}mp.png"
         w, h = synthetic(mp, src)
@@ -108,16 +124,33 @@ def main() -> None:
         dec_s, dec_gb = run_child("human", ugc, out, args.threads)
         mach_s, mach_gb = run_child("machine", ugc, out, args.threads)
         bpp = ugc.stat().st_size * 8 / (w * h)
-        rows.append({"megapixels": round(w * h / 1e6, 2), "width": w, "height": h, "encode_seconds": round(enc_s, 2),
-                     "encode_peak_gb": round(enc_gb, 3), "decode_seconds": round(dec_s, 2),
-                     "decode_peak_gb": round(dec_gb, 3), "machine_decode_seconds": round(mach_s, 2),
-                     "machine_decode_peak_gb": round(mach_gb, 3), "bpp": round(bpp, 4)})
+        rows.append(
+            {
+                "megapixels": round(w * h / 1e6, 2),
+                "width": w,
+                "height": h,
+                "encode_seconds": round(enc_s, 2),
+                "encode_peak_gb": round(enc_gb, 3),
+                "decode_seconds": round(dec_s, 2),
+                "decode_peak_gb": round(dec_gb, 3),
+                "machine_decode_seconds": round(mach_s, 2),
+                "machine_decode_peak_gb": round(mach_gb, 3),
+                "bpp": round(bpp, 4),
+            }
+        )
         r = rows[-1]
-        print(f"{r['megapixels']:>6} {f'{w}x{h}':>13} {enc_s:>9.1f} {enc_gb:>11.2f} {dec_s:>9.1f} {dec_gb:>11.2f} "
-              f"{mach_s:>9.1f} {mach_gb:>12.2f} {bpp:>7.3f}", flush=True)
-    result = {"threads": args.threads, "device": "cpu", "rows": rows,
-              "note": "peak = max RSS of a fresh process, model and torch included"}
-    if KODAK.exists():
+        print(
+            f"{r['megapixels']:>6} {f'{w}x{h}':>13} {enc_s:>9.1f} {enc_gb:>11.2f} {dec_s:>9.1f} {dec_gb:>11.2f} "
+            f"{mach_s:>9.1f} {mach_gb:>12.2f} {bpp:>7.3f}",
+            flush=True,
+        )
+    result = {
+        "threads": args.threads,
+        "device": "cpu",
+        "rows": rows,
+        "note": "peak = max RSS of a fresh process, model and torch included",
+    }
+    if KODAK.exists() and not args.no_seam_check:
         result["seam_check"] = seam_check()
         print("seam check:", json.dumps(result["seam_check"]))
     if args.json:

@@ -1,4 +1,5 @@
-"""Exports a training checkpoint as the shipped weights and records it in weights/manifest.json.
+"""Exports a training checkpoint as the shipped weights and records it in weights/manifest.json
+(``ugicm_codec/model_weights/``, which ``weights/`` links to).
 
     python scripts/export_weights.py ~/.cache/ugicm/runs/main/last.pt
     ugicm eval ../shared/data/kodak --out runs/eval-kodak --qualities 0,25,50,75,100
@@ -29,36 +30,62 @@ def kodak_figures(results: dict, digest: str) -> dict:
     decode's BD-rates. Refused unless the run measured exactly these weights."""
     measured = (results.get("ugicm") or {}).get("weights_sha256")
     if measured != digest:
-        raise SystemExit(f"--kodak: that evaluation measured weights {str(measured)[:16]}…, not {digest[:16]}…")
+        raise SystemExit(
+            f"--kodak: that evaluation measured weights {str(measured)[:16]}…, not {digest[:16]}…"
+        )
     if not results.get("kodak"):
         raise SystemExit("--kodak: that evaluation is not of the 24 Kodak images")
     machine = {p["setting"]: p for p in results["curves"]["ugicm/machine"]}
     return {
         "measured": results["created"],
-        "points": [{"quality": p["quality"], "bpp": round(p["bpp"], 4), "psnr": round(p["psnr"], 3),
-                    "ms_ssim": round(p["ms_ssim"], 5), "machine_psnr": round(machine[p["setting"]]["psnr"], 3)}
-                   for p in results["curves"]["ugicm/human"]],
+        "points": [
+            {
+                "quality": p["quality"],
+                "bpp": round(p["bpp"], 4),
+                "psnr": round(p["psnr"], 3),
+                "ms_ssim": round(p["ms_ssim"], 5),
+                "machine_psnr": round(machine[p["setting"]]["psnr"], 3),
+            }
+            for p in results["curves"]["ugicm/human"]
+        ],
         "bd_rate_psnr_percent": {
             f"{r['reference']} ({r['reference_kind']})": round(r["bd_rate_percent"], 1)
             for r in results["bd"]
-            if r["test"] == "ugicm/human" and r["metric"] == "psnr" and r["method"] == "cubic"
-            and r["bd_rate_percent"] is not None and r["reference"] != "ugicm/machine"},
+            if r["test"] == "ugicm/human"
+            and r["metric"] == "psnr"
+            and r["method"] == "cubic"
+            and r["bd_rate_percent"] is not None
+            and r["reference"] != "ugicm/machine"
+        },
     }
 
 
-def shipped_in(file: str, sha256: str) -> str | None:
-    """The latest commit whose weights/FILE is the file with this digest, or None (not committed,
-    or not a git checkout): what a user needs to fetch the weights that made an old .ugc file."""
-    try:
-        log = subprocess.run(["git", "-C", str(ROOT), "log", "--format=%H", "--", f"weights/{file}"],
-                             capture_output=True, text=True, check=True).stdout.split()
-        for commit in log:
-            blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:weights/{file}"],
-                                  capture_output=True, check=True).stdout
-            if hashlib.sha256(blob).hexdigest() == sha256:
-                return commit[:12]
-    except (OSError, subprocess.CalledProcessError):
-        pass
+# Where the shipped weights sit in a commit: weights/ before they became package data.
+SHIPPED_PATHS = ("ugicm_codec/model_weights", "weights")
+
+
+def shipped_in(file: str, sha256: str) -> tuple[str, str] | None:
+    """(the latest commit whose copy of FILE is the file with this digest, that copy's path), or
+    None (not committed, or not a git checkout): what a user needs to fetch the weights that made
+    an old .ugc file."""
+    for where in SHIPPED_PATHS:
+        try:
+            log = subprocess.run(
+                ["git", "-C", str(ROOT), "log", "--format=%H", "--", f"{where}/{file}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            for commit in log:
+                blob = subprocess.run(
+                    ["git", "-C", str(ROOT), "show", f"{commit}:{where}/{file}"],
+                    capture_output=True,
+                    check=True,
+                ).stdout
+                if hashlib.sha256(blob).hexdigest() == sha256:
+                    return commit[:12], f"{where}/{file}"
+        except (OSError, subprocess.CalledProcessError):
+            pass
     return None
 
 
@@ -68,22 +95,37 @@ def keep_as_earlier(manifest: dict, digest: str) -> None:
     previous = manifest.get("models", {}).get(manifest.get("default"))
     if not previous or previous.get("sha256") in (None, digest):
         return
-    manifest.setdefault("earlier", {})[previous["sha256"][:2 * DIGEST_BYTES]] = {
-        "architecture": previous["architecture"], "file": previous["file"],
-        "sha256": previous["sha256"], "commit": shipped_in(previous["file"], previous["sha256"])}
+    commit, path = shipped_in(previous["file"], previous["sha256"]) or (None, None)
+    entry = {
+        "architecture": previous["architecture"],
+        "file": previous["file"],
+        "sha256": previous["sha256"],
+        "commit": commit,
+    }
+    if path and path != f"weights/{previous['file']}":
+        entry["path"] = path  # where the file sits in that commit (weights/ unless said)
+    manifest.setdefault("earlier", {})[previous["sha256"][: 2 * DIGEST_BYTES]] = entry
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "weights")
-    parser.add_argument("--kodak", type=Path,
-                        help="results.json of `ugicm eval` on Kodak with these weights: its figures are recorded")
+    parser.add_argument(
+        "--kodak",
+        type=Path,
+        help="results.json of `ugicm eval` on Kodak with these weights: its figures are recorded",
+    )
     parser.add_argument("--note", default="")
-    parser.add_argument("--data", nargs="+",
-                        help="the training sets to record when the checkpoint's config names a packed "
-                             "copy (scripts/pack_for_device.py's .devcarry/train)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        help="the training sets to record when the checkpoint's config names a packed "
+        "copy (scripts/pack_for_device.py's .devcarry/train)",
+    )
+    args = parser.parse_args(argv)
 
     state = training_state(args.checkpoint)
     cfg = state["config"]
@@ -112,7 +154,7 @@ def main() -> None:
         "exported": datetime.date.today().isoformat(),
         "note": args.note,
     }
-    if "context_steps" in cfg:  # scripts/train_context.py: the entropy model refitted, step unchanged
+    if "context_steps" in cfg:  # ugicm train-context: the entropy model refitted, step unchanged
         entry["context_steps"] = cfg["context_steps"]
         entry["context_crops"] = cfg["context_crops"]
     if args.kodak:

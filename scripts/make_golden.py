@@ -48,35 +48,50 @@ def tiny_weights(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{TINY}.safetensors"
     digest = export(model, directory / name)
-    manifest = {"default": TINY, "models": {TINY: {"file": name, "sha256": digest,
-                                                   "note": "fixed random test model for golden files"}}}
+    manifest = {
+        "default": TINY,
+        "models": {
+            TINY: {"file": name, "sha256": digest, "note": "fixed random test model for golden files"}
+        },
+    }
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def write_set(codec: Codec, prefix: str, image: Image.Image, quality: float, prefers=("human", "machine")):
+def write_set(
+    codec: Codec,
+    prefix: str,
+    image: Image.Image,
+    quality: float,
+    prefers=("human", "machine"),
+    out: Path = GOLDEN,
+):
     data = codec.encode(image, quality=quality)
-    (GOLDEN / f"{prefix}.ugc").write_bytes(data)
+    (out / f"{prefix}.ugc").write_bytes(data)
     for prefer in prefers:
-        codec.decode(data, prefer).save(GOLDEN / f"{prefix}.{prefer}.png")
+        codec.decode(data, prefer).save(out / f"{prefix}.{prefer}.png")
     print(f"{prefix}.ugc: {len(data)} bytes")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--default", action="store_true", help="also regenerate the shipped-weights files")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--out", type=Path, default=GOLDEN, help="where to write them (default: formats/golden)"
+    )
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    GOLDEN.mkdir(parents=True, exist_ok=True)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     source = synthetic_image()
-    source.save(GOLDEN / "source.png")
-    if not (GOLDEN / "tiny" / "manifest.json").exists():
-        tiny_weights(GOLDEN / "tiny")
-    tiny = Codec(weights=GOLDEN / "tiny", device="cpu")
-    write_set(tiny, "tiny-q30", source, 30)
-    write_set(tiny, "tiny-q90", source, 90)
-    write_set(tiny, "tiny-grey", source.convert("L"), 60, prefers=("human",))
+    source.save(out / "source.png")
+    if not (out / "tiny" / "manifest.json").exists():
+        tiny_weights(out / "tiny")
+    tiny = Codec(weights=out / "tiny", device="cpu")
+    write_set(tiny, "tiny-q30", source, 30, out=out)
+    write_set(tiny, "tiny-q90", source, 90, out=out)
+    write_set(tiny, "tiny-grey", source.convert("L"), 60, prefers=("human",), out=out)
     if args.default:
-        write_set(Codec(device="cpu"), "default-q60", source, 60, prefers=("human",))
+        write_set(Codec(device="cpu"), "default-q60", source, 60, prefers=("human",), out=out)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from ugicm_codec.models import CODING_TABLES
+from ugicm_codec.shared import shared_path
 from ugicm_codec.training.config import TrainConfig
 from ugicm_codec.training.data import list_images, validation_images
 from ugicm_codec.weights import compact_state, training_state
@@ -33,18 +34,21 @@ ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 64 * 1024 * 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / ".devcarry")
-    parser.add_argument("--train", nargs="+", default=[str(ROOT.parent / "shared" / "data" / "train")])
-    parser.add_argument("--val", default=str(ROOT.parent / "shared" / "data" / "val"))
+    parser.add_argument("--train", nargs="+", default=[str(shared_path("data", "train"))])
+    parser.add_argument("--val", default=str(shared_path("data", "val")))
     parser.add_argument("--quality", type=int, default=85)
-    args = parser.parse_args()
+    parser.add_argument("--wheels", type=Path, default=ROOT / ".whl", help="the wheels the device lacks")
+    args = parser.parse_args(argv)
 
-    wheels = sum(p.stat().st_size for p in (ROOT / ".whl").glob("*.whl"))
+    wheels = sum(p.stat().st_size for p in args.wheels.glob("*.whl"))
     if not wheels:
-        raise SystemExit("no wheels in .whl: run scripts/device/wheels.sh first")
+        raise SystemExit(f"no wheels in {args.wheels}: run scripts/device/wheels.sh first")
     state = training_state(args.checkpoint)
     model = {k: v for k, v in compact_state(state["model"]).items() if not k.endswith(CODING_TABLES)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -60,19 +64,26 @@ def main() -> None:
         with Image.open(target) as back:
             mse = np.mean((np.asarray(back, np.float64) - np.asarray(rgb, np.float64)) ** 2)
         psnr.append(10 * np.log10(255**2 / max(mse, 1e-10)))
-    print(f"training images as JPEG quality {args.quality}: {np.mean(psnr):.2f} dB from the originals "
-          f"on average, {np.min(psnr):.2f} at worst")
+    print(
+        f"training images as JPEG quality {args.quality}: {np.mean(psnr):.2f} dB from the originals "
+        f"on average, {np.min(psnr):.2f} at worst"
+    )
     val = args.out / "val"
     val.mkdir(exist_ok=True)
     for i, crop in enumerate(validation_images(args.val, TrainConfig.val_images, 256)):
         Image.fromarray(crop.mul(255).round().byte().permute(1, 2, 0).numpy()).save(val / f"{i}.png")
     packed = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    tree = sum((ROOT / f).stat().st_size for f in tracked.decode().split("\0")
-               if f and (ROOT / f).is_file() and not f.endswith(".safetensors"))
+    tree = sum(
+        (ROOT / f).stat().st_size
+        for f in tracked.decode().split("\0")
+        if f and (ROOT / f).is_file() and not f.endswith(".safetensors")
+    )
     total = packed + wheels + tree
-    print(f"{args.out}: {packed / 2**20:.1f} MiB; with .whl and the tree (weights aside) "
-          f"{total / 2**20:.1f} MiB of 64; step {state['step']}")
+    print(
+        f"{args.out}: {packed / 2**20:.1f} MiB; with .whl and the tree (weights aside) "
+        f"{total / 2**20:.1f} MiB of 64; step {state['step']}"
+    )
     if total > LIMIT:
         raise SystemExit("too large for the device carry: lower --quality")
 

@@ -6,10 +6,24 @@ from pathlib import Path
 
 import pytest
 
+from ugicm_codec.shared import shared_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "formats" / "golden"
-SHARED = ROOT.parent / "shared"
+SHARED = shared_dir()
 KODAK = SHARED / "data" / "kodak"
+
+
+def load_script(relative: str):
+    """A maintainer script under scripts/ as a module, so that tests call its functions (its
+    ``main(argv)`` included) in this process rather than running it."""
+    import importlib.util
+
+    path = ROOT / "scripts" / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def need_shared(path: Path = SHARED) -> Path:
@@ -25,17 +39,19 @@ def tiny_codec():
     torch.set_num_threads(1)
     from ugicm_codec.codec import Codec
 
-    return Codec(weights=GOLDEN / "tiny", device="cpu")
+    return Codec(
+        weights=GOLDEN / "tiny", device="cpu", precision="float32"
+    )  # golden pixels: the reference decode
 
 
 @pytest.fixture(scope="session")
 def default_codec():
     from ugicm_codec.codec import Codec
-    from ugicm_codec.weights import weights_dirs
+    from ugicm_codec.weights import package_weights_dir
 
-    if not (weights_dirs()[-2] / "manifest.json").exists():
-        pytest.skip("no shipped weights in weights/")
-    return Codec(device="cpu")
+    if not (package_weights_dir() / "manifest.json").exists():
+        pytest.skip("no shipped weights in ugicm_codec/model_weights/")
+    return Codec(device="cpu", precision="float32")  # golden pixels: the reference decode
 
 
 @pytest.fixture(scope="session")

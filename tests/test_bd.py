@@ -46,14 +46,16 @@ def test_two_straight_lines_of_different_slope(method):
     r_ref, d_ref = np.exp(t_ref), 30 + 5 * t_ref
     r_test, d_test = np.exp(t_test), 31 + 4 * t_test
     assert bd_psnr(r_ref, d_ref, r_test, d_test, method) == pytest.approx(1.25, abs=1e-9)
-    assert bd_rate(r_ref, d_ref, r_test, d_test, method) == pytest.approx(100 * (math.exp(-0.25) - 1), abs=1e-9)
+    assert bd_rate(r_ref, d_ref, r_test, d_test, method) == pytest.approx(
+        100 * (math.exp(-0.25) - 1), abs=1e-9
+    )
 
 
 def test_cubic_curves_are_fitted_exactly():
     """Four points of a cubic are fitted exactly by VCEG-M33's cubic, so the delta is analytic:
     reference Q = t^3, test Q = t^3 + t^2 at t = -1, -1/3, 1/3, 1; the mean of t^2 over [-1, 1] is 1/3."""
     t = np.array([-1.0, -1 / 3, 1 / 3, 1.0])
-    assert bd_quality(np.exp(t), t ** 3, np.exp(t), t ** 3 + t ** 2, "cubic") == pytest.approx(1 / 3, abs=1e-9)
+    assert bd_quality(np.exp(t), t**3, np.exp(t), t**3 + t**2, "cubic") == pytest.approx(1 / 3, abs=1e-9)
 
 
 def test_point_order_does_not_matter():

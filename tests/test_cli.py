@@ -73,13 +73,19 @@ def test_batch_to_directory_continues_after_a_bad_file(run, tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     good = tmp_path / "good.png"
     good.write_bytes((GOLDEN / "source.png").read_bytes())
-    r = run("encode", bad, good, "-o", tmp_path / "out", "--json")
+    r = run("encode", bad, good, "-o", tmp_path / "out")
     assert r.exit_code == 1
     assert (tmp_path / "out" / "good.ugc").exists() and not (tmp_path / "out" / "bad.ugc").exists()
     errors = [line for line in r.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "bad.png" in errors[0]
     assert "1 of 2 done, 1 failed" in r.stderr
     assert not list((tmp_path / "out").glob("*.part"))
+    # --json prints only JSON: the failure is a record, and nothing else is said
+    (tmp_path / "out" / "good.ugc").unlink()
+    r = run("encode", bad, good, "-o", tmp_path / "out", "--json")
+    assert r.exit_code == 1 and r.stderr == ""
+    records = {rec["input"].rsplit("/", 1)[-1]: rec for rec in map(json.loads, r.stdout.splitlines())}
+    assert "error" in records["bad.png"] and records["good.png"]["bytes"] > 0
 
 
 def test_several_inputs_to_a_file_name_is_a_usage_error(run, tmp_path):
@@ -104,11 +110,17 @@ def test_jobs_and_skip_existing(run, tmp_path):
     assert serial.exit_code == 0
     assert (tmp_path / "out" / "im0.ugc").read_bytes() == (tmp_path / "serial.ugc").read_bytes()
     (tmp_path / "out" / "im1.ugc").unlink()
-    r = run("encode", *inputs, "-o", tmp_path / "out", "--skip-existing", "--json")
+    r = run("encode", *inputs, "-o", tmp_path / "out", "--skip-existing")
     assert r.exit_code == 0 and "1 of 3 done, 2 skipped" in r.stderr
+    (tmp_path / "out" / "im1.ugc").unlink()
+    r = run("encode", *inputs, "-o", tmp_path / "out", "--skip-existing", "--json")
+    assert r.exit_code == 0 and r.stderr == ""
     records = [json.loads(line) for line in r.stdout.splitlines()]
     assert sorted((rec["input"].rsplit("/", 1)[-1], rec.get("skipped", False)) for rec in records) == [
-        ("im0.png", True), ("im1.png", False), ("im2.png", True)]
+        ("im0.png", True),
+        ("im1.png", False),
+        ("im2.png", True),
+    ]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
@@ -138,7 +150,9 @@ def test_refuses_to_overwrite_input(run, tmp_path):
 
 def test_missing_weights_exit_3(monkeypatch, tmp_path):
     monkeypatch.setenv("UGICM_WEIGHTS", str(tmp_path))
-    r = CliRunner().invoke(main, ["decode", str(GOLDEN / "tiny-q30.ugc"), "--weights", str(tmp_path / "none.safetensors")])
+    r = CliRunner().invoke(
+        main, ["decode", str(GOLDEN / "tiny-q30.ugc"), "--weights", str(tmp_path / "none.safetensors")]
+    )
     assert r.exit_code == 3 and "weights file not found" in r.stderr
 
 
@@ -149,7 +163,10 @@ def test_altered_weights_exit_3(tmp_path):
     data = bytearray(f.read_bytes())
     data[-100] ^= 1
     f.write_bytes(bytes(data))
-    r = CliRunner().invoke(main, ["decode", str(GOLDEN / "tiny-q30.ugc"), "--weights", str(tmp_path), "-o", str(tmp_path / "o.png")])
+    r = CliRunner().invoke(
+        main,
+        ["decode", str(GOLDEN / "tiny-q30.ugc"), "--weights", str(tmp_path), "-o", str(tmp_path / "o.png")],
+    )
     assert r.exit_code == 3 and "does not match its manifest" in r.stderr
 
 
@@ -162,11 +179,21 @@ def test_shell_pipeline():
     """cat img | ugicm encode - -o - | ugicm decode - --prefer machine -o - > out.png"""
     env = {**os.environ, "UGICM_WEIGHTS": TINY}
     cmd = [sys.executable, "-m", "ugicm_codec.cli"]
-    enc = subprocess.run(cmd + ["encode", "-", "-o", "-"], input=(GOLDEN / "source.png").read_bytes(),
-                         capture_output=True, env=env, check=True)
+    enc = subprocess.run(
+        cmd + ["encode", "-", "-o", "-"],
+        input=(GOLDEN / "source.png").read_bytes(),
+        capture_output=True,
+        env=env,
+        check=True,
+    )
     assert enc.stdout[:4] == b"\x89UGC"
-    dec = subprocess.run(cmd + ["decode", "-", "--prefer", "machine", "-o", "-"], input=enc.stdout,
-                         capture_output=True, env=env, check=True)
+    dec = subprocess.run(
+        cmd + ["decode", "-", "--prefer", "machine", "-o", "-"],
+        input=enc.stdout,
+        capture_output=True,
+        env=env,
+        check=True,
+    )
     assert dec.stdout[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -177,17 +204,24 @@ def _closed_pipe() -> int:
     return write_end
 
 
-@pytest.mark.parametrize("args", [
-    ["info", str(GOLDEN / "tiny-q30.ugc"), str(GOLDEN / "tiny-q90.ugc")],
-    ["decode", str(GOLDEN / "tiny-q30.ugc"), "-o", "-"],
-    ["encode", str(GOLDEN / "source.png"), "-o", "-"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info", str(GOLDEN / "tiny-q30.ugc"), str(GOLDEN / "tiny-q90.ugc")],
+        ["decode", str(GOLDEN / "tiny-q30.ugc"), "-o", "-"],
+        ["encode", str(GOLDEN / "source.png"), "-o", "-"],
+    ],
+)
 def test_a_closed_stdout_ends_the_run_quietly(args):
     """`ugicm decode f.ugc -o - | head -c 100`: exit 141 like `cat`, no error line, no traceback."""
     pipe = _closed_pipe()
     try:
-        proc = subprocess.run([sys.executable, "-m", "ugicm_codec.cli", *args], stdout=pipe,
-                              stderr=subprocess.PIPE, env={**os.environ, "UGICM_WEIGHTS": TINY})
+        proc = subprocess.run(
+            [sys.executable, "-m", "ugicm_codec.cli", *args],
+            stdout=pipe,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "UGICM_WEIGHTS": TINY},
+        )
     finally:
         os.close(pipe)
     assert (proc.returncode, proc.stderr.decode()) == (141, "")
@@ -198,9 +232,21 @@ def test_a_closed_stderr_stops_a_batch_with_complete_files(tmp_path):
     stops; what it wrote is whole."""
     pipe = _closed_pipe()
     try:
-        proc = subprocess.run([sys.executable, "-m", "ugicm_codec.cli", "encode", str(GOLDEN / "source.png"),
-                               str(GOLDEN / "tiny-q30.human.png"), "-o", str(tmp_path / "out") + "/"],
-                              stdout=subprocess.DEVNULL, stderr=pipe, env={**os.environ, "UGICM_WEIGHTS": TINY})
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ugicm_codec.cli",
+                "encode",
+                str(GOLDEN / "source.png"),
+                str(GOLDEN / "tiny-q30.human.png"),
+                "-o",
+                str(tmp_path / "out") + "/",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=pipe,
+            env={**os.environ, "UGICM_WEIGHTS": TINY},
+        )
     finally:
         os.close(pipe)
     assert proc.returncode == 141
@@ -236,11 +282,24 @@ def test_interrupted_batch_leaves_complete_outputs_and_resumes(tmp_path, sig):
         big.rotate(i * 15).save(src / f"im{i:02d}.png")
     out = tmp_path / "out"
     env = {**os.environ, "UGICM_WEIGHTS": TINY}
-    cmd = [sys.executable, "-m", "ugicm_codec.cli", "encode", *sorted(map(str, src.glob("*.png"))), "-o", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ugicm_codec.cli",
+        "encode",
+        *sorted(map(str, src.glob("*.png"))),
+        "-o",
+        str(out),
+    ]
     # A shell starts background jobs with SIGINT ignored, and the child would inherit that (Python
     # keeps an ignored SIGINT ignored): give it the default, as a terminal's Ctrl-C finds it.
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("*.ugc")):
         time.sleep(0.05)
@@ -252,6 +311,12 @@ def test_interrupted_batch_leaves_complete_outputs_and_resumes(tmp_path, sig):
     assert 1 <= len(finished) < 24
     for f in finished:
         container.parse(f.read_bytes())  # complete, valid files only
+    import re
+
+    summary = re.search(r"encode: (\d+) of 24 done, 0 failed, (\d+) not done \(interrupted\)", err.decode())
+    assert summary and int(summary[1]) == len(finished) and int(summary[2]) == 24 - len(finished), (
+        err.decode()
+    )
     assert not [p for p in out.iterdir() if p.suffix != ".ugc"]
     rerun = subprocess.run(cmd + ["--skip-existing"], env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr

@@ -72,10 +72,18 @@ def _cmyk_profile(lab: tuple[int, int, int]) -> bytes:
     s15 = lambda v: struct.pack(">i", round(v * 65536))  # noqa: E731
     d50 = s15(0.9642) + s15(1.0) + s15(0.8249)
     # the last input channel (K) varies fastest in the grid
-    grid = b"".join(bytes([255, 128, 128]) if i == 0 else bytes([0, 128, 128]) if i % 2 else bytes(lab)
-                    for i in range(16))
-    lut = (b"mft1" + bytes(4) + bytes([4, 3, 2, 0]) + b"".join(s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
-           + bytes(range(256)) * 4 + grid + bytes(range(256)) * 3)
+    grid = b"".join(
+        bytes([255, 128, 128]) if i == 0 else bytes([0, 128, 128]) if i % 2 else bytes(lab) for i in range(16)
+    )
+    lut = (
+        b"mft1"
+        + bytes(4)
+        + bytes([4, 3, 2, 0])
+        + b"".join(s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+        + bytes(range(256)) * 4
+        + grid
+        + bytes(range(256)) * 3
+    )
     text = b"test CMYK\0"
     desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(78)
     tags = [(b"desc", desc), (b"wtpt", b"XYZ " + bytes(4) + d50), (b"A2B0", lut)]
@@ -85,8 +93,17 @@ def _cmyk_profile(lab: tuple[int, int, int]) -> bytes:
         data += bytes(-len(data) % 4)
         table += signature + struct.pack(">II", offset + len(body), len(data))
         body += data
-    header = (struct.pack(">I", offset + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"prtrCMYKLab "
-              + bytes(12) + b"acsp" + bytes(28) + d50 + bytes(48))
+    header = (
+        struct.pack(">I", offset + len(body))
+        + b"lcms"
+        + bytes([2, 0x10, 0, 0])
+        + b"prtrCMYKLab "
+        + bytes(12)
+        + b"acsp"
+        + bytes(28)
+        + d50
+        + bytes(48)
+    )
     return header + table + body
 
 
@@ -146,7 +163,7 @@ def test_metadata_carried_unless_stripped(tiny_codec, source_image):
 
 
 def test_sixteen_bit_png_file(tiny_codec, source_image, tmp_path):
-    grey16 = (np.asarray(source_image.convert("L")).astype(np.uint16) * 257)
+    grey16 = np.asarray(source_image.convert("L")).astype(np.uint16) * 257
     path = tmp_path / "g16.png"
     im = Image.new("I;16", source_image.size)
     im.frombytes(grey16.astype("<u2").tobytes())
@@ -243,7 +260,9 @@ def test_target_size_finds_the_largest_file_within_it(tiny_codec, source_image):
     hit = tiny_codec.encode_detailed(source_image, target_size=budget)
     assert hit.target_met and len(hit.data) <= budget
     # the search stops within 0.2 % of the budget, or where a level 1/4096 of the ladder higher is over it
-    higher = tiny_codec.encode(source_image, quality=(hit.level + tiny_codec.max_level / 4096) / tiny_codec.max_level * 100)
+    higher = tiny_codec.encode(
+        source_image, quality=(hit.level + tiny_codec.max_level / 4096) / tiny_codec.max_level * 100
+    )
     assert len(hit.data) >= 0.998 * budget or len(higher) > budget
     low = tiny_codec.encode_detailed(source_image, target_size=1)
     assert not low.target_met and low.level == 0.0
@@ -265,9 +284,17 @@ def test_target_psnr_finds_a_smaller_file_that_reaches_it(default_codec, source_
     assert hit.psnr == psnr(np.asarray(grey), np.asarray(codec.decode(hit.data))) >= target
 
 
-@pytest.mark.parametrize("rate", [dict(quality=50, target_size=100), dict(target_bpp=1, target_psnr=30),
-                                  dict(target_size=0), dict(target_bpp=-1), dict(target_psnr=0),
-                                  dict(target_psnr=101)])
+@pytest.mark.parametrize(
+    "rate",
+    [
+        dict(quality=50, target_size=100),
+        dict(target_bpp=1, target_psnr=30),
+        dict(target_size=0),
+        dict(target_bpp=-1),
+        dict(target_psnr=0),
+        dict(target_psnr=101),
+    ],
+)
 def test_a_contradictory_or_impossible_rate_is_refused(tiny_codec, source_image, rate):
     with pytest.raises(ValueError):
         tiny_codec.encode(source_image, **rate)
@@ -286,11 +313,25 @@ def test_model_mismatch_refused(tiny_codec, source_image):
 
 def test_a_file_of_earlier_weights_says_where_they_are(tiny_codec, source_image, monkeypatch):
     f = container.parse(tiny_codec.encode(source_image))
-    old = container.build(container.UgcFile(**{**f.__dict__, "weights_digest": bytes.fromhex("5f9d2ae531cff815")}))
-    monkeypatch.setattr(tiny_codec.info, "earlier", {"5f9d2ae531cff815": {
-        "architecture": "ugicm-hp-tiny", "file": "ugicm-hp-tiny.safetensors", "commit": "5126393a1b2c"}})
-    with pytest.raises(ModelMismatchError, match=r"git show 5126393a1b2c:weights/ugicm-hp-tiny.safetensors "
-                                                 r"> ugicm-hp-tiny.safetensors, then decode with --weights"):
+    old = container.build(
+        container.UgcFile(**{**f.__dict__, "weights_digest": bytes.fromhex("5f9d2ae531cff815")})
+    )
+    monkeypatch.setattr(
+        tiny_codec.info,
+        "earlier",
+        {
+            "5f9d2ae531cff815": {
+                "architecture": "ugicm-hp-tiny",
+                "file": "ugicm-hp-tiny.safetensors",
+                "commit": "5126393a1b2c",
+            }
+        },
+    )
+    with pytest.raises(
+        ModelMismatchError,
+        match=r"git show 5126393a1b2c:weights/ugicm-hp-tiny.safetensors "
+        r"> ugicm-hp-tiny.safetensors, then decode with --weights",
+    ):
         tiny_codec.decode(old)
 
 

@@ -17,9 +17,17 @@ from ugicm_codec.errors import FormatError, LimitError
 
 def sample(width=100, height=70, **kw) -> UgcFile:
     y, z = container.latent_shapes(width, height)
-    fields = dict(model_id="ugicm-hp-tiny", weights_digest=bytes(range(8)), width=width, height=height,
-                  colour_mode="RGB", rate_level=2.5, y_shape=y, z_shape=z,
-                  tiles=[(b"zz-stream", b"y" * 300)])
+    fields = dict(
+        model_id="ugicm-hp-tiny",
+        weights_digest=bytes(range(8)),
+        width=width,
+        height=height,
+        colour_mode="RGB",
+        rate_level=2.5,
+        y_shape=y,
+        z_shape=z,
+        tiles=[(b"zz-stream", b"y" * 300)],
+    )
     fields.update(kw)
     return UgcFile(**fields)
 
@@ -27,7 +35,13 @@ def sample(width=100, height=70, **kw) -> UgcFile:
 def test_round_trip():
     f = sample()
     g = container.parse(container.build(f))
-    assert (g.width, g.height, g.model_id, g.weights_digest, g.rate_level) == (100, 70, "ugicm-hp-tiny", bytes(range(8)), 2.5)
+    assert (g.width, g.height, g.model_id, g.weights_digest, g.rate_level) == (
+        100,
+        70,
+        "ugicm-hp-tiny",
+        bytes(range(8)),
+        2.5,
+    )
     assert g.tiles == [(b"zz-stream", b"y" * 300)]
     assert g.y_shape == (8, 8) and g.z_shape == (2, 2)
 
@@ -36,9 +50,9 @@ def test_layout_matches_spec():
     data = container.build(sample())
     assert data[:8] == b"\x89UGC\r\n\x1a\n" and data[8] == 1 and data[9] == 0
     n = data[10]
-    assert data[11:11 + n] == b"ugicm-hp-tiny"
-    assert int.from_bytes(data[19 + n:23 + n], "big") == 100
-    assert int.from_bytes(data[23 + n:27 + n], "big") == 70
+    assert data[11 : 11 + n] == b"ugicm-hp-tiny"
+    assert int.from_bytes(data[19 + n : 23 + n], "big") == 100
+    assert int.from_bytes(data[23 + n : 27 + n], "big") == 70
     assert int.from_bytes(data[-4:], "big") == zlib.crc32(data[:-4])
 
 
@@ -73,15 +87,15 @@ def test_crafted_lengths_and_sizes():
     n = body[10]
     # a chunk length pointing far beyond the end of the file
     i = body.index(CHUNK_TILE) + 4
-    crafted = body[:i] + (2**31).to_bytes(4, "big") + body[i + 4:]
+    crafted = body[:i] + (2**31).to_bytes(4, "big") + body[i + 4 :]
     with pytest.raises(FormatError):
         container.parse(refreshed(crafted))
     # 1,000,000 x 1,000,000 pixels: refused by the limit, before any allocation
-    huge = body[:19 + n] + (10**6).to_bytes(4, "big") * 2 + body[27 + n:]
+    huge = body[: 19 + n] + (10**6).to_bytes(4, "big") * 2 + body[27 + n :]
     with pytest.raises(LimitError, match="exceeds the limit"):
         container.parse(refreshed(huge))
     # width 0
-    zero = body[:19 + n] + (0).to_bytes(4, "big") + body[23 + n:]
+    zero = body[: 19 + n] + (0).to_bytes(4, "big") + body[23 + n :]
     with pytest.raises(FormatError):
         container.parse(refreshed(zero))
     # trailing garbage inside the CRC
@@ -108,8 +122,16 @@ def test_tile_grid_and_metadata():
     y, z = container.latent_shapes(3000, 2100)
     grid = container.tile_grid(z, 16)
     assert z == (33, 47) and len(grid) == 9 and grid[-1] == (32, 32, 1, 15)
-    f = sample(width=3000, height=2100, y_shape=y, z_shape=z, tiles=[(b"z%d" % i, b"y") for i in range(9)],
-               alpha=b"A", icc_profile=b"icc", exif=b"exif")
+    f = sample(
+        width=3000,
+        height=2100,
+        y_shape=y,
+        z_shape=z,
+        tiles=[(b"z%d" % i, b"y") for i in range(9)],
+        alpha=b"A",
+        icc_profile=b"icc",
+        exif=b"exif",
+    )
     g = container.parse(container.build(f))
     assert g.tiles == f.tiles and (g.alpha, g.icc_profile, g.exif) == (b"A", b"icc", b"exif")
 
@@ -134,10 +156,12 @@ def test_image_formats_are_named(fmt):
 
 
 def test_info_does_not_import_torch():
-    code = ("import sys; from ugicm_codec.cli import main; "
-            "from click.testing import CliRunner; "
-            f"r = CliRunner().invoke(main, ['info', r'{GOLDEN / 'tiny-q30.ugc'}']); "
-            "assert r.exit_code == 0, r.output; "
-            "print('torch' in sys.modules, 'compressai' in sys.modules)")
+    code = (
+        "import sys; from ugicm_codec.cli import main; "
+        "from click.testing import CliRunner; "
+        f"r = CliRunner().invoke(main, ['info', r'{GOLDEN / 'tiny-q30.ugc'}']); "
+        "assert r.exit_code == 0, r.output; "
+        "print('torch' in sys.modules, 'compressai' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

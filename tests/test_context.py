@@ -49,7 +49,9 @@ def test_channel_groups_grow_from_a_trained_context_and_code_alike(source_image)
     until its channel refinements train, every stream is the plain model's, byte for byte."""
     _, plain = grown_context_model(trained=True)
     grouped = build_model(GROUPED_CONTEXT_ARCH)
-    assert grouped.load_grown_state_dict(plain.state_dict()) == 3 * 2 * 6  # 3 later groups, 2 halves, 6 tensors each
+    assert (
+        grouped.load_grown_state_dict(plain.state_dict()) == 3 * 2 * 6
+    )  # 3 later groups, 2 halves, 6 tensors each
     grouped.update(force=True)
     grouped.eval()
     x = _x(source_image)
@@ -68,27 +70,52 @@ def test_channel_groups_must_cover_the_latent():
 
 
 def test_fitting_a_context_to_frozen_transforms_resumes_and_grafts(tmp_path):
-    """scripts/train_context.py: a smoke run that checkpoints, resumes, leaves the transforms
+    """`ugicm train-context`: a smoke run that checkpoints, resumes, leaves the transforms
     untouched, and grafts its entropy model onto another checkpoint."""
     import json
-    import subprocess
-    import sys
 
-    from conftest import ROOT
+    from click.testing import CliRunner
+
+    from ugicm_codec.cli import main
 
     parent = build_model("ugicm-hpa-tiny-r10")
-    cfg = {"arch": "ugicm-hpa-tiny-r10", "stage1_steps": 5, "batch_size": 2, "crop": 64,
-           "train": ["x"], "teacher": "efficientnet-lite0", "semantic_weight": 1.0}
+    cfg = {
+        "arch": "ugicm-hpa-tiny-r10",
+        "stage1_steps": 5,
+        "batch_size": 2,
+        "crop": 64,
+        "train": ["x"],
+        "teacher": "efficientnet-lite0",
+        "semantic_weight": 1.0,
+    }
     torch.save({"model": parent.state_dict(), "step": 10, "config": cfg}, tmp_path / "init.pt")
     run = tmp_path / "run"
-    base = [sys.executable, str(ROOT / "scripts" / "train_context.py"), str(tmp_path / "init.pt"),
-            "--run-dir", str(run), "--arch", CONTEXT_ARCH, "--data", str(GOLDEN / "source.png"),
-            "--val", str(GOLDEN), "--crops", "8", "--crop", "64", "--batch-size", "4",
-            "--log-every", "2", "--threads", "1"]
-    first = subprocess.run(base + ["--max-steps", "2"], capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
-    second = subprocess.run(base + ["--max-steps", "4"], capture_output=True, text=True)
-    assert "resumed at context step 2" in second.stdout, second.stderr
+    base = [
+        "train-context",
+        str(tmp_path / "init.pt"),
+        "--run-dir",
+        str(run),
+        "--arch",
+        CONTEXT_ARCH,
+        "--data",
+        str(GOLDEN / "source.png"),
+        "--val",
+        str(GOLDEN),
+        "--crops",
+        "8",
+        "--crop",
+        "64",
+        "--batch-size",
+        "4",
+        "--log-every",
+        "2",
+        "--threads",
+        "1",
+    ]
+    first = CliRunner().invoke(main, base + ["--max-steps", "2"])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(main, base + ["--max-steps", "4"])
+    assert "resumed at context step 2" in second.output, second.output
     logs = [json.loads(line) for line in (run / "logs.jsonl").read_text().splitlines()]
     assert [r["context_steps"] for r in logs] == [2, 4]
     fitted = torch.load(run / "last.pt", weights_only=True)
@@ -97,7 +124,30 @@ def test_fitting_a_context_to_frozen_transforms_resumes_and_grafts(tmp_path):
     for name, value in parent.state_dict().items():
         if name.startswith(("g_a.", "g_s.", "rate.")):
             assert torch.equal(fitted["model"][name], value), name
-    graft = subprocess.run(base + ["--graft-to", str(tmp_path / "graft.pt")], capture_output=True, text=True)
-    assert graft.returncode == 0, graft.stderr
+    graft = CliRunner().invoke(main, base + ["--graft-to", str(tmp_path / "graft.pt")])
+    assert graft.exit_code == 0, graft.output
     grafted = torch.load(tmp_path / "graft.pt", weights_only=True)["model"]
     assert torch.equal(grafted["context.refine.4.weight"], fitted["model"]["context.refine.4.weight"])
+
+
+def test_a_context_fit_refuses_weights_of_another_shape(tmp_path):
+    """An INIT that does not fit --arch is one line and exit status 1, not a traceback."""
+    from click.testing import CliRunner
+
+    from ugicm_codec.cli import main
+
+    torch.save({"model": {"g_a.0.weight": torch.zeros(1)}, "step": 0, "config": {}}, tmp_path / "init.pt")
+    result = CliRunner().invoke(
+        main,
+        [
+            "train-context",
+            str(tmp_path / "init.pt"),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--arch",
+            CONTEXT_ARCH,
+            "--threads",
+            "1",
+        ],
+    )
+    assert result.exit_code == 1 and "does not fit" in result.output, result.output

@@ -47,9 +47,23 @@ def test_earlier_weights_are_where_the_manifest_says():
     current = manifest["models"][manifest["default"]]["sha256"][:16]
     for digest, entry in manifest["earlier"].items():
         assert digest != current
-        if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{entry['commit']}^{{commit}}"],
-                          capture_output=True).returncode != 0:
+        if (
+            subprocess.run(
+                ["git", "-C", str(ROOT), "cat-file", "-e", f"{entry['commit']}^{{commit}}"],
+                capture_output=True,
+            ).returncode
+            != 0
+        ):
             pytest.skip(f"commit {entry['commit']} is not in this clone (a shallow clone?)")
-        blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{entry['commit']}:weights/{entry['file']}"],
-                              capture_output=True, check=True).stdout
+        blob = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "show",
+                f"{entry['commit']}:{entry.get('path', 'weights/' + entry['file'])}",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
         assert hashlib.sha256(blob).hexdigest()[:16] == digest == entry["sha256"][:16]

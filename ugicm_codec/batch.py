@@ -16,6 +16,14 @@ from .errors import OutputError, ReaderGoneError, UgicmError, WeightsError
 from .outputs import STDIO, OutputPlan, read_input
 
 _codec = None  # this process's Codec
+# progress(done, total) for the tiles of the file being coded in this process (a single large
+# file on a terminal), or None. Never set in worker processes.
+_progress = None
+
+
+def set_progress(callback) -> None:
+    global _progress
+    _progress = callback
 
 
 def init_codec(options: dict) -> None:
@@ -28,13 +36,24 @@ def init_codec(options: dict) -> None:
 def encode_job(name: str, data: bytes, rate: dict, keep_metadata: bool, refine_steps: int = 0):
     """``rate``: the keyword that sets the rate (``quality``, ``target_bpp``, ``target_size`` or
     ``target_psnr``), or none for the default quality."""
-    result = _codec.encode_detailed(data, keep_metadata=keep_metadata, refine_steps=refine_steps, **rate)
-    record = {"input": name, "bytes": len(result.data), "width": result.width, "height": result.height,
-              "bpp": round(result.bpp, 5), "rate_level": round(result.level, 5),
-              "refine_steps": refine_steps, "seconds": round(result.seconds, 4)}
+    result = _codec.encode_detailed(
+        data, keep_metadata=keep_metadata, refine_steps=refine_steps, progress=_progress, **rate
+    )
+    record = {
+        "input": name,
+        "bytes": len(result.data),
+        "width": result.width,
+        "height": result.height,
+        "bpp": round(result.bpp, 5),
+        "rate_level": round(result.level, 5),
+        "refine_steps": refine_steps,
+        "seconds": round(result.seconds, 4),
+    }
     psnr = "" if result.psnr is None else f", {result.psnr:.2f} dB"
-    line = (f"{name} -> {{out}}: {result.width}x{result.height}, {len(result.data)} bytes, "
-            f"{result.bpp:.4f} bpp{psnr}, {result.seconds:.2f} s")
+    line = (
+        f"{name} -> {{out}}: {result.width}x{result.height}, {len(result.data)} bytes, "
+        f"{result.bpp:.4f} bpp{psnr}, {result.seconds:.2f} s"
+    )
     if result.psnr is not None:
         record["psnr"] = round(result.psnr, 3)
     if result.target_met is not None:
@@ -57,13 +76,20 @@ def decode_job(name: str, data: bytes, beta: float, fmt: str):
     from .image_io import encode_image
 
     start = time.perf_counter()
-    picture = _codec.decode_picture(data, beta)
+    picture = _codec.decode_picture(data, beta, progress=_progress)
     seconds = time.perf_counter() - start
     out = encode_image(picture.to_pil(), fmt)
     w, h = picture.size
     tag = {0.0: "human", 1.0: "machine"}.get(beta, f"{beta:g}")
-    record = {"input": name, "width": w, "height": h, "prefer": beta, "bytes_in": len(data),
-              "bpp": round(len(data) * 8 / (w * h), 5), "seconds": round(seconds, 4)}
+    record = {
+        "input": name,
+        "width": w,
+        "height": h,
+        "prefer": beta,
+        "bytes_in": len(data),
+        "bpp": round(len(data) * 8 / (w * h), 5),
+        "seconds": round(seconds, 4),
+    }
     return out, record, f"{name} -> {{out}}: {w}x{h}, prefer {tag}, {seconds:.2f} s"
 
 
@@ -76,8 +102,18 @@ def _describe(e: BaseException) -> str:
     return f"unexpected {type(e).__name__}: {text}"
 
 
-def run_batch(inputs: list[str], plan: OutputPlan, reporter, job, job_args, *, codec_options: dict,
-              jobs: int = 1, skip_existing: bool = False, target_args=None) -> int:
+def run_batch(
+    inputs: list[str],
+    plan: OutputPlan,
+    reporter,
+    job,
+    job_args,
+    *,
+    codec_options: dict,
+    jobs: int = 1,
+    skip_existing: bool = False,
+    target_args=None,
+) -> int:
     """Runs ``job(name, data, *job_args, *target_args(target))`` for every input.
 
     Raises WeightsError (a set-up problem: stop everything) and KeyboardInterrupt; every other
@@ -147,11 +183,23 @@ def run_batch(inputs: list[str], plan: OutputPlan, reporter, job, job_args, *, c
 
 
 def output_format(target) -> str:
-    from .image_io import FORMATS_BY_SUFFIX
+    """The Pillow format a decode's output suffix asks for: any format the installed Pillow can
+    write (PNG, WebP, TIFF, JPEG, AVIF where Pillow has it, ...), but not .ugc itself."""
+    from .image_io import FORMATS_BY_SUFFIX, writable_formats
 
     if target == STDIO:
         return "PNG"
-    fmt = FORMATS_BY_SUFFIX.get(Path(target).suffix.lower())
+    suffix = Path(target).suffix.lower()
+    if suffix in FORMATS_BY_SUFFIX:  # the common ones, without loading every Pillow plugin (0.1-0.5 s)
+        return FORMATS_BY_SUFFIX[suffix]
+    formats = writable_formats()
+    fmt = formats.get(suffix)
     if fmt is None:
-        raise OutputError(f"unknown output image suffix {Path(target).suffix!r} (use .png, .webp, .tif, .bmp or .jpg)")
+        known = ", ".join(
+            s for s in (".png", ".webp", ".avif", ".jxl", ".jpg", ".tif", ".bmp") if s in formats
+        )
+        what = (
+            f"output image suffix {suffix!r}" if suffix else f"output {Path(target).name!r} without a suffix"
+        )
+        raise OutputError(f"unknown {what} (use one the installed Pillow writes: {known}, ...)")
     return fmt

@@ -2,8 +2,11 @@
 
 Exit status: 0 success; 1 one or more inputs failed (unreadable, corrupt, other model); 2 usage
 error; 3 model weights missing or altered; 130 interrupted; 141 the reader of our output closed
-the pipe (``| head``), quietly, as ``cat`` does. Torch is imported only by the
-commands that need the model, so ``ugicm info`` is fast.
+the pipe (``| head``), quietly, as ``cat`` does (``errors.EXIT_*``, shared with ``ugicm eval``).
+
+Start-up stays short: this module imports no torch, numpy or CompressAI. Help, version, ``info``,
+usage errors (``--prefer robot``), unreadable inputs and outputs that cannot be written are all
+answered before the model loads (``_checked``); torch is imported only when coding starts.
 """
 
 from __future__ import annotations
@@ -17,99 +20,26 @@ from pathlib import Path
 import click
 
 from . import __version__, container
-from .errors import OutputError, ReaderGoneError, UgicmError, WeightsError
-from .outputs import OutputPlan, read_input
-
-EXIT_FAILED, EXIT_USAGE, EXIT_WEIGHTS, EXIT_INTERRUPTED = 1, 2, 3, 130
+from .errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    EXIT_WEIGHTS,
+    OutputError,
+    ReaderGoneError,
+    UgicmError,
+    WeightsError,
+)
+from .outputs import STDIO, OutputPlan, read_input
+from .preferences import parse_preference, preference_tag
+from .reporting import Reporter, _console, _pipe_guard  # noqa: F401  (Reporter: re-exported)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class Reporter:
-    """Per-file lines (or a rich progress bar on a terminal), JSON lines, and a final summary."""
-
-    def __init__(self, total: int, quiet: bool, as_json: bool, json_to_stderr: bool, verb: str):
-        self.total, self.quiet, self.as_json, self.verb = total, quiet, as_json, verb
-        self.json_stream = sys.stderr if json_to_stderr else sys.stdout
-        self.failed = self.skips = 0
-        self.closed = False
-        self.progress = None
-        if total > 1 and not quiet and sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeRemainingColumn(), transient=True,
-                                     console=_console())
-            self.task = self.progress.add_task(verb, total=total)
-            self.progress.start()
-
-    def ok(self, record: dict, line: str) -> None:
-        if self.as_json:
-            self._json(record)
-        if not self.quiet:
-            self._print(line)
-        self._advance()
-
-    def skipped(self, name: str, target) -> None:
-        if self.as_json:
-            self._json({"input": name, "output": str(target), "skipped": True})
-        if not self.quiet:
-            self._print(f"{name}: skipped, {target} exists")
-        self.skips += 1
-        self._advance()
-
-    def error(self, name: str, message: str) -> None:
-        self.failed += 1
-        if self.as_json:
-            self._json({"input": name, "error": message})
-        self._print(f"ugicm: error: {name}: {message}", style="red")
-        self._advance()
-
-    def _json(self, record: dict) -> None:
-        with _pipe_guard():
-            print(json.dumps(record), file=self.json_stream, flush=True)
-
-    def _print(self, line: str, style: str | None = None) -> None:
-        with _pipe_guard():
-            if self.progress is not None:
-                self.progress.console.print(line, style=style, highlight=False)
-            else:
-                print(line, file=sys.stderr, flush=True)
-
-    def _advance(self) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.task)
-
-    def close(self) -> int:
-        if self.closed:
-            return EXIT_FAILED if self.failed else 0
-        self.closed = True
-        if self.progress is not None:
-            self.progress.stop()
-        if self.total > 1 and not self.quiet:
-            done = self.total - self.failed - self.skips
-            skipped = f", {self.skips} skipped" if self.skips else ""
-            with _pipe_guard():
-                print(f"{self.verb}: {done} of {self.total} done{skipped}, {self.failed} failed", file=sys.stderr)
-        return EXIT_FAILED if self.failed else 0
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
+PRECISIONS = ("fast", "float32", "bfloat16")  # synthesis.PRECISIONS, spelt out: no torch import here
 
 
 def _terminate(signum, frame):
     raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _pipe_guard():
-    try:
-        yield
-    except BrokenPipeError:
-        raise ReaderGoneError("the reader of our output closed the pipe") from None
 
 
 def _reader_gone() -> None:
@@ -130,20 +60,115 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _execute(inputs, plan: OutputPlan, reporter: "Reporter", job, job_args, codec_options: dict,
-             jobs: int, skip_existing: bool, target_args=None) -> None:
+def _checked(inputs, plan: OutputPlan, reporter: "Reporter", skip_existing: bool, check=None) -> list[str]:
+    """The inputs worth loading the model for: each one is readable (and passes ``check(name,
+    data)``, which raises UgicmError) and its output can be written; the others are reported as
+    failed. Stdin and inputs that --skip-existing will skip are left to the batch."""
+    kept = []
+    for name in inputs:
+        target = plan.target(name)
+        if name == STDIO or (skip_existing and target != STDIO and Path(target).exists()):
+            kept.append(name)
+            continue
+        try:
+            if check is not None:
+                check(name, read_input(name))
+            else:
+                _readable(name)
+            if target != STDIO:
+                _writable(Path(target))
+        except UgicmError as e:
+            reporter.error(name, str(e))
+            continue
+        kept.append(name)
+    return kept
+
+
+def _readable(name: str) -> None:
+    try:
+        with open(name, "rb") as f:
+            f.read(1)
+    except IsADirectoryError:
+        raise UgicmError("is a directory") from None
+    except OSError as e:
+        raise UgicmError(f"cannot read: {e.strerror or e}") from None
+
+
+def _writable(target: Path) -> None:
+    """Whether ``target`` can be written: it is not a directory, and a file can be made in the
+    nearest directory above it that exists (the batch makes any missing ones). Tried with a real,
+    at once deleted file, so that read-only file systems and permissions (root's too) count."""
+    import tempfile
+
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a directory")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {target}: {parent} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror or e}") from None
+
+
+def _execute(
+    inputs,
+    plan: OutputPlan,
+    reporter: "Reporter",
+    job,
+    job_args,
+    codec_options: dict,
+    jobs: int,
+    skip_existing: bool,
+    target_args=None,
+    ray: str | None = None,
+    check=None,
+) -> None:
     """Runs a batch and exits with its status; set-up problems stop it with their own status."""
     import signal
 
-    from .batch import run_batch
+    from .batch import run_batch, set_progress
     from .weights import locate
 
     # A kill (SIGTERM) unwinds like Ctrl-C, so the file being written is removed, not left half done.
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        # Inputs that cannot be read and outputs that cannot be written are reported now, before
+        # the weights are checked and the model loads (seconds), not after each file's coding.
+        inputs = _checked(inputs, plan, reporter, skip_existing, check)
+        if not inputs:
+            sys.exit(reporter.close())
         locate(codec_options["weights"])  # fail fast, before any worker starts
-        code = run_batch(list(inputs), plan, reporter, job, job_args, codec_options=codec_options,
-                         jobs=jobs, skip_existing=skip_existing, target_args=target_args)
+        if ray:
+            from .cluster import run_on_ray
+
+            code = run_on_ray(
+                ray,
+                list(inputs),
+                plan,
+                reporter,
+                job,
+                job_args,
+                codec_options=codec_options,
+                skip_existing=skip_existing,
+                target_args=target_args,
+            )
+        else:
+            set_progress(reporter.tile_progress())  # a single large file on a terminal: its tiles
+            code = run_batch(
+                list(inputs),
+                plan,
+                reporter,
+                job,
+                job_args,
+                codec_options=codec_options,
+                jobs=jobs,
+                skip_existing=skip_existing,
+                target_args=target_args,
+            )
     except ReaderGoneError:
         if reporter.progress is not None:
             with contextlib.suppress(Exception):  # its terminal may be the pipe that closed
@@ -156,9 +181,12 @@ def _execute(inputs, plan: OutputPlan, reporter: "Reporter", job, job_args, code
         reporter.close()
         _fail(str(e), EXIT_USAGE)
     except KeyboardInterrupt:
-        reporter.close()
-        click.echo("ugicm: interrupted; finished outputs are complete, no partial file was left "
-                   "(rerun with --skip-existing to finish)", err=True)
+        reporter.close(interrupted=True)
+        click.echo(
+            "ugicm: interrupted; finished outputs are complete, no partial file was left "
+            "(rerun with --skip-existing to finish)",
+            err=True,
+        )
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(code)
 
@@ -189,73 +217,189 @@ def main():
 
 
 def _common(f):
-    f = click.option("--weights", type=click.Path(dir_okay=True, path_type=Path),
-                     help="Weights file or directory (default: the shipped model).")(f)
-    f = click.option("--device", default="auto", show_default=True,
-                     type=click.Choice(["auto", "cpu", "cuda"]), help="Where the transforms run.")(f)
+    f = click.option(
+        "--weights",
+        type=click.Path(dir_okay=True, path_type=Path),
+        help="Weights file or directory (default: the shipped model).",
+    )(f)
+    f = click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        help="Where the transforms run.",
+    )(f)
     f = click.option("--threads", type=click.IntRange(1, 256), help="CPU threads for torch.")(f)
-    f = click.option("--max-pixels", type=click.IntRange(1), default=container.DEFAULT_MAX_PIXELS,
-                     show_default=True, help="Refuse images larger than this many pixels.")(f)
+    f = click.option(
+        "--max-pixels",
+        type=click.IntRange(1),
+        default=container.DEFAULT_MAX_PIXELS,
+        show_default=True,
+        help="Refuse images larger than this many pixels.",
+    )(f)
     f = click.option("--quiet", is_flag=True, help="Print nothing but errors.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print one JSON line of stats per file.")(f)
-    f = click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-                     help="Worker processes for several files (each loads the model once).")(f)
+    f = click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(1, 64),
+        default=1,
+        show_default=True,
+        help="Worker processes for several files (each loads the model once).",
+    )(f)
     f = click.option("--skip-existing", is_flag=True, help="Leave inputs whose output already exists.")(f)
+    f = click.option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Code the files on Ray Data (pip install 'ugicm[ray]'): "
+        "'local' starts a Ray on this machine, an address joins that cluster. Inputs must be "
+        "paths every node can read; outputs are written here.",
+    )(f)
     return f
 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output file, directory (several inputs), or - for stdout. "
-              "Default: next to each input, with suffix .ugc.")
-@click.option("-q", "--quality", type=click.FloatRange(0, 100), default=None,
-              help="Quality from 0 to 100, continuous (default 60).")
-@click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True),
-              help="Search the continuous rate for the largest file within this many bits per pixel.")
-@click.option("--target-size", type=click.IntRange(min=1), metavar="BYTES",
-              help="Search the continuous rate for the largest file of at most this many bytes.")
-@click.option("--target-psnr", type=click.FloatRange(min=0, max=100, min_open=True), metavar="DB",
-              help="Search the continuous rate for the smallest file whose human decode reaches this "
-              "PSNR (each probe decodes: about thirteen times as slow as one encode).")
-@click.option("--refine-steps", type=click.IntRange(0, 10000), default=0, show_default=True,
-              help="Optimise each image's latent for the human decode with this many gradient steps "
-              "before coding: smaller files at equal quality, the same format and decoder, a much "
-              "slower encode (20 steps: about 16 s for a Kodak image on 2 CPU cores with bf16, 29 s without).")
+@click.option(
+    "-o",
+    "--output",
+    help="Output file, directory (several inputs), or - for stdout. "
+    "Default: next to each input, with suffix .ugc.",
+)
+@click.option(
+    "-q",
+    "--quality",
+    type=click.FloatRange(0, 100),
+    default=None,
+    help="Quality from 0 to 100, continuous (default 60).",
+)
+@click.option(
+    "--target-bpp",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Search the continuous rate for the largest file within this many bits per pixel.",
+)
+@click.option(
+    "--target-size",
+    type=click.IntRange(min=1),
+    metavar="BYTES",
+    help="Search the continuous rate for the largest file of at most this many bytes.",
+)
+@click.option(
+    "--target-psnr",
+    type=click.FloatRange(min=0, max=100, min_open=True),
+    metavar="DB",
+    help="Search the continuous rate for the smallest file whose human decode reaches this "
+    "PSNR (each probe decodes: about thirteen times as slow as one encode).",
+)
+@click.option(
+    "--refine-steps",
+    type=click.IntRange(0, 10000),
+    default=0,
+    show_default=True,
+    help="Optimise each image's latent for the human decode with this many gradient steps "
+    "before coding: smaller files at equal quality, the same format and decoder, a much "
+    "slower encode (20 steps: about twenty times the plain encode's time on a CPU; docs/results.md).",
+)
 @click.option("--strip", is_flag=True, help="Leave out the ICC profile and EXIF metadata.")
 @_common
-def encode(inputs, output, quality, target_bpp, target_size, target_psnr, refine_steps, strip, weights, device,
-           threads, max_pixels, quiet, as_json, jobs, skip_existing):
+def encode(
+    inputs,
+    output,
+    quality,
+    target_bpp,
+    target_size,
+    target_psnr,
+    refine_steps,
+    strip,
+    weights,
+    device,
+    threads,
+    max_pixels,
+    quiet,
+    as_json,
+    jobs,
+    skip_existing,
+    ray,
+):
     """Compress images (PNG, JPEG, WebP, TIFF, BMP; - for stdin) into .ugc files."""
     from .batch import encode_job
 
-    rate = {k: v for k, v in dict(quality=quality, target_bpp=target_bpp, target_size=target_size,
-                                  target_psnr=target_psnr).items() if v is not None}
+    rate = {
+        k: v
+        for k, v in dict(
+            quality=quality, target_bpp=target_bpp, target_size=target_size, target_psnr=target_psnr
+        ).items()
+        if v is not None
+    }
     if len(rate) > 1:
-        raise click.UsageError("give one of " + " and ".join("--" + k.replace("_", "-") for k in rate) + ", not more")
+        raise click.UsageError(
+            "give one of " + " and ".join("--" + k.replace("_", "-") for k in rate) + ", not more"
+        )
     plan = _plan(inputs, output, ".ugc")
     reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "encode")
     options = dict(weights=weights, device=device, threads=threads, max_pixels=max_pixels)
-    _execute(inputs, plan, reporter, encode_job, (rate, not strip, refine_steps), options, jobs,
-             skip_existing)
+    _execute(
+        inputs,
+        plan,
+        reporter,
+        encode_job,
+        (rate, not strip, refine_steps),
+        options,
+        jobs,
+        skip_existing,
+        ray=ray,
+    )
 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output image (its suffix picks the format: .png, .webp, .tif, "
-              ".bmp, .jpg), a directory, or - for PNG on stdout. Default: next to each input.")
-@click.option("-p", "--prefer", default="human", show_default=True,
-              help="human, machine, or any number between 0 (human) and 1 (machine).")
+@click.option(
+    "-o",
+    "--output",
+    help="Output image (its suffix picks the format: any the installed Pillow "
+    "writes, such as .png, .webp, .avif, .tif, .jpg), a directory, or - for PNG on stdout. "
+    "Default: next to each input.",
+)
+@click.option(
+    "-p",
+    "--prefer",
+    default="human",
+    show_default=True,
+    help="human, machine, or any number between 0 (human) and 1 (machine).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fast",
+    show_default=True,
+    help="Arithmetic of the synthesis: fast (the fastest within 0.05 dB of float32 on this "
+    "hardware), float32 (the reference decode: the same pixels on any thread count), or "
+    "bfloat16. The parse is exact under all of them (formats/ugc.md).",
+)
 @_common
-def decode(inputs, output, prefer, weights, device, threads, max_pixels, quiet, as_json, jobs, skip_existing):
+def decode(
+    inputs,
+    output,
+    prefer,
+    precision,
+    weights,
+    device,
+    threads,
+    max_pixels,
+    quiet,
+    as_json,
+    jobs,
+    skip_existing,
+    ray,
+):
     """Reconstruct images from .ugc files, for people or for machine analytics."""
     from .batch import decode_job, output_format
-    from .codec import parse_preference
 
     try:
         beta = parse_preference(prefer)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--prefer") from None
-    tag = {0.0: "human", 1.0: "machine"}.get(beta, f"p{beta:g}")
+    tag = preference_tag(beta)
     plan = _plan(inputs, output, f".{tag}.png")
     try:
         for name in inputs:  # an unknown output suffix is a usage error, found before any work
@@ -263,9 +407,22 @@ def decode(inputs, output, prefer, weights, device, threads, max_pixels, quiet, 
     except OutputError as e:
         raise click.UsageError(str(e)) from None
     reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "decode")
-    options = dict(weights=weights, device=device, threads=threads, max_pixels=max_pixels)
-    _execute(inputs, plan, reporter, decode_job, (beta,), options, jobs, skip_existing,
-             target_args=lambda target: (output_format(target),))
+    options = dict(
+        weights=weights, device=device, threads=threads, max_pixels=max_pixels, precision=precision
+    )
+    _execute(
+        inputs,
+        plan,
+        reporter,
+        decode_job,
+        (beta,),
+        options,
+        jobs,
+        skip_existing,
+        target_args=lambda target: (output_format(target),),
+        ray=ray,
+        check=lambda name, data: container.parse(data, max_pixels),
+    )
 
 
 @main.command(context_settings=CONTEXT)
@@ -292,9 +449,15 @@ def info(files, as_json, max_pixels):
         click.echo(f"  model       {summary['model']} (weights {summary['weights_digest']})")
         click.echo(f"  image       {f.width}x{f.height} {f.colour_mode}")
         click.echo(f"  rate level  {summary['rate_level']:g}")
-        click.echo(f"  latents     y {f.y_shape[0]}x{f.y_shape[1]}, z {f.z_shape[0]}x{f.z_shape[1]}, "
-                   f"{len(f.tiles)} tile(s) of {summary['tile_pixels']} px")
-        extras = [name for name, present in (("alpha", f.alpha), ("ICC profile", f.icc_profile), ("EXIF", f.exif)) if present]
+        click.echo(
+            f"  latents     y {f.y_shape[0]}x{f.y_shape[1]}, z {f.z_shape[0]}x{f.z_shape[1]}, "
+            f"{len(f.tiles)} tile(s) of {summary['tile_pixels']} px"
+        )
+        extras = [
+            name
+            for name, present in (("alpha", f.alpha), ("ICC profile", f.icc_profile), ("EXIF", f.exif))
+            if present
+        ]
         if extras:
             click.echo(f"  carries     {', '.join(extras)}")
         click.echo(f"  size        {len(data)} bytes, {summary['bpp']:.4f} bpp")
@@ -310,10 +473,12 @@ def _plan(inputs, output, suffix) -> OutputPlan:
         raise click.UsageError(str(e)) from None
 
 
-from .training.cli import train  # noqa: E402  (registers `ugicm train`; imports torch lazily)
+from .training.cli import train, train_context  # noqa: E402  (registers `ugicm train`; imports torch lazily)
 
 main.add_command(train)
+main.add_command(train_context)
 from .evaluation.cli import bench, eval_command  # noqa: E402
+
 main.add_command(eval_command, name="eval")
 main.add_command(bench)
 

@@ -92,7 +92,11 @@ class UgcFile:
 
     def chunk_sizes(self) -> dict[str, int]:
         sizes = {"TILE": sum(4 + len(z) + len(y) for z, y in self.tiles)}
-        for name, value in ((CHUNK_ALPHA, self.alpha), (CHUNK_ICC, self.icc_profile), (CHUNK_EXIF, self.exif)):
+        for name, value in (
+            (CHUNK_ALPHA, self.alpha),
+            (CHUNK_ICC, self.icc_profile),
+            (CHUNK_EXIF, self.exif),
+        ):
             if value is not None:
                 sizes[name.decode()] = len(value)
         sizes.update({k.decode("latin-1"): len(v) for k, v in self.extra_chunks.items()})
@@ -101,8 +105,11 @@ class UgcFile:
 
 def tile_grid(z_shape: tuple[int, int], tile: int) -> list[tuple[int, int, int, int]]:
     zh, zw = z_shape
-    return [(top, left, min(tile, zh - top), min(tile, zw - left))
-            for top in range(0, zh, tile) for left in range(0, zw, tile)]
+    return [
+        (top, left, min(tile, zh - top), min(tile, zw - left))
+        for top in range(0, zh, tile)
+        for left in range(0, zw, tile)
+    ]
 
 
 def latent_shapes(width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -147,8 +154,14 @@ def looks_like_ugc(data: bytes) -> bool:
 
 
 # Leading bytes of the images most often handed to the decoder by mistake: a hint, not a check.
-_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
-                     (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
 
 
 def image_format(data: bytes) -> str | None:

@@ -30,7 +30,7 @@ def _chunk_length_offsets(data: bytes) -> list[int]:
     end = len(data) - 4
     while pos + 8 <= end:
         offsets.append(pos + 4)
-        length = int.from_bytes(data[pos + 4:pos + 8], "big")
+        length = int.from_bytes(data[pos + 4 : pos + 8], "big")
         pos += 8 + length
     return offsets
 
@@ -48,9 +48,17 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     if kind == "length":
         offsets = _chunk_length_offsets(data) or [len(b) - 8]
         at = rng.choice(offsets)
-        value = rng.choice([0, 1, 2**31 - 1, 2**32 - 1, rng.randrange(2**32),
-                            int.from_bytes(b[at:at + 4], "big") + rng.randint(-9, 9)])
-        b[at:at + 4] = (value % 2**32).to_bytes(4, "big")
+        value = rng.choice(
+            [
+                0,
+                1,
+                2**31 - 1,
+                2**32 - 1,
+                rng.randrange(2**32),
+                int.from_bytes(b[at : at + 4], "big") + rng.randint(-9, 9),
+            ]
+        )
+        b[at : at + 4] = (value % 2**32).to_bytes(4, "big")
         return kind, refresh_crc(bytes(b))
     if kind == "random":
         size = rng.randrange(0, 2 * len(b))
@@ -58,14 +66,18 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         return kind, (container.MAGIC + junk) if rng.random() < 0.7 else junk
     if kind == "payload":
         f = container.parse(data)
-        tiles = [(bytes(rng.randrange(256) for _ in z), bytes(rng.randrange(256) for _ in y)) if rng.random() < 0.7
-                 else (z, y[: rng.randrange(len(y) + 1)]) for z, y in f.tiles]
+        tiles = [
+            (bytes(rng.randrange(256) for _ in z), bytes(rng.randrange(256) for _ in y))
+            if rng.random() < 0.7
+            else (z, y[: rng.randrange(len(y) + 1)])
+            for z, y in f.tiles
+        ]
         return kind, container.build(container.UgcFile(**{**f.__dict__, "tiles": tiles}))
     if kind == "header_field":
         n = b[10]
         at = rng.choice([8, 9, 10, 19 + n, 23 + n, 27 + n, 28 + n, 32 + n, 36 + n, 40 + n, 42 + n])
         width = 4 if at in (19 + n, 23 + n, 28 + n, 42 + n) else 2 if at in (32 + n, 36 + n, 40 + n) else 1
-        b[at:at + width] = bytes(rng.choice([0x00, 0xFF, rng.randrange(256)]) for _ in range(width))
+        b[at : at + width] = bytes(rng.choice([0x00, 0xFF, rng.randrange(256)]) for _ in range(width))
         return kind, refresh_crc(bytes(b))
     # splice: a piece of the file repeated or dropped
     i, j = sorted(rng.randrange(len(b)) for _ in range(2))

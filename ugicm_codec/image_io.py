@@ -81,6 +81,9 @@ def open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
         raise ImageError("empty file (0 bytes)" if not head else "not an image Pillow can read") from None
     except OSError as e:
         raise ImageError(f"cannot read image: {e}") from None
+    if im.format == "UGC":  # opened by ugicm_codec.pillow: still the slip it is without the plugin
+        im.close()
+        raise ImageError("a .ugc file, not an image: ugicm decode reads it")
     check_size(im.width, im.height, max_pixels)
     if getattr(im, "n_frames", 1) > 1:
         raise ImageError(f"animated or multi-frame {im.format} images are not supported")
@@ -89,7 +92,9 @@ def open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
 
 def check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise ImageError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} (see --max-pixels)")
+        raise ImageError(
+            f"image of {width}x{height} pixels exceeds the limit of {max_pixels} (see --max-pixels)"
+        )
     if width < 1 or height < 1:
         raise ImageError(f"empty image ({width}x{height})")
 
@@ -137,9 +142,13 @@ def cmyk_to_srgb(im: Image.Image) -> Image.Image:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
             transform = ImageCms.buildTransform(  # Photoshop's default conversion
-                source, ImageCms.createProfile("sRGB"), "CMYK", "RGB",
+                source,
+                ImageCms.createProfile("sRGB"),
+                "CMYK",
+                "RGB",
                 renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-                flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
+                flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
+            )
             return ImageCms.applyTransform(im, transform)
         except (OSError, ValueError, ImageCms.PyCMSError):
             pass
@@ -174,29 +183,50 @@ def _pixels(im: Image.Image) -> tuple[np.ndarray, str, np.ndarray | None]:
 
 
 FORMATS_BY_SUFFIX = {
-    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-    ".tif": "TIFF", ".tiff": "TIFF",
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
 }
+
+
+def writable_formats() -> dict[str, str]:
+    """Suffix -> Pillow format, for every format the installed Pillow (with its plugins) can
+    write, .ugc left out: a decode writes pixels, and re-encoding them is ``ugicm encode``'s."""
+    Image.init()
+    formats = {
+        ext: fmt for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE and fmt != "UGC"
+    }
+    formats.update(FORMATS_BY_SUFFIX)
+    return formats
 
 
 def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
     """PSNR in dB of the mean squared error over all pixels and channels of two uint8 arrays, peak 255."""
     if original.shape != decoded.shape or original.dtype != np.uint8 or decoded.dtype != np.uint8:
-        raise ValueError(f"PSNR takes two uint8 arrays of one shape, not {original.dtype}{original.shape} "
-                         f"and {decoded.dtype}{decoded.shape}")
+        raise ValueError(
+            f"PSNR takes two uint8 arrays of one shape, not {original.dtype}{original.shape} "
+            f"and {decoded.dtype}{decoded.shape}"
+        )
     mse = np.mean((original.astype(np.float64) - decoded.astype(np.float64)) ** 2)
     if mse == 0:
         return PSNR_CAP_DB
-    return min(PSNR_CAP_DB, 10 * math.log10(255.0 ** 2 / mse))
+    return min(PSNR_CAP_DB, 10 * math.log10(255.0**2 / mse))
 
 
 def encode_image(im: Image.Image, fmt: str) -> bytes:
     if fmt in ("JPEG", "BMP") and im.mode in ("RGBA", "LA"):
         raise OutputError(f"{fmt} cannot hold the image's alpha channel; write .png, .webp or .tif")
     # WebP output is lossless: it stores the decoded pixels as they are.
-    options: dict = {"quality": 95} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
+    # AVIF (and JPEG) outputs are lossy at quality 95, near the decoded pixels.
+    options: dict = (
+        {"quality": 95} if fmt in ("JPEG", "AVIF") else {"lossless": True} if fmt == "WEBP" else {}
+    )
     for key in ("icc_profile", "exif"):
-        if im.info.get(key) and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        if im.info.get(key) and fmt in ("PNG", "JPEG", "WEBP", "TIFF", "AVIF"):
             options[key] = im.info[key]
     buf = io.BytesIO()
     try:

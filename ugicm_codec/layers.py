@@ -16,7 +16,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from compressai.layers import GDN
+
+from .compressai_seam import GDN
 
 
 class PreferenceEmbedding(nn.Module):
@@ -60,7 +61,7 @@ class PreferenceEmbedding(nn.Module):
 class ThreadInvariantGDN(GDN):
     """CompressAI's GDN / inverse GDN, with its 1×1 normalisation convolution computed as a matrix
     product: same parameters, same maths. oneDNN's 1×1 convolution splits the channel sum
-    differently with 1 and 2 threads (measured here: 1-ulp differences that flipped a decoded
+    differently with 1 and 2 threads (1-ulp differences, enough to flip a decoded
     pixel), while the GEMM only partitions its output, so the decoder gives the same bits for any
     thread count. Used in the synthesis transform, where decodes must be reproducible."""
 
@@ -183,12 +184,19 @@ def _to_grid(x: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.floor(x * scale + 0.5) / scale
 
 
+def _to_grid_(x: torch.Tensor, low: float, high: float, bits: int) -> torch.Tensor:
+    """``_to_grid(x.clamp(low, high), bits)`` in place on a float64 tensor of ours: the same IEEE
+    operations in the same order, so the same values, without five float64 temporaries."""
+    scale = float(2**bits)
+    return x.clamp_(low, high).mul_(scale).add_(0.5).floor_().div_(scale)
+
+
 def quantize_weight(w: torch.Tensor) -> torch.Tensor:
-    return _to_grid(w.double().clamp(-WEIGHT_MAX, WEIGHT_MAX), WEIGHT_BITS)
+    return _to_grid_(w.to(torch.float64, copy=True), -WEIGHT_MAX, WEIGHT_MAX, WEIGHT_BITS)
 
 
 def quantize_activation(x: torch.Tensor) -> torch.Tensor:
-    return _to_grid(x.double().clamp(0.0, ACT_MAX), ACT_BITS)
+    return _to_grid_(x.to(torch.float64, copy=True), 0.0, ACT_MAX, ACT_BITS)
 
 
 class ExactStack:
@@ -217,12 +225,14 @@ class ExactStack:
                 fan_in = w.shape[0] * w.shape[2] * w.shape[3] if transposed else w[0].numel()
                 if fan_in > _MAX_FAN_IN:
                     raise ValueError(f"layer fan-in {fan_in} too large for exact evaluation")
-                ops.append((
-                    "deconv" if transposed else "conv",
-                    quantize_weight(w.detach().cpu()),
-                    _to_grid(layer.bias.detach().cpu().double(), ACT_BITS + WEIGHT_BITS),
-                    layer,
-                ))
+                ops.append(
+                    (
+                        "deconv" if transposed else "conv",
+                        quantize_weight(w.detach().cpu()),
+                        _to_grid(layer.bias.detach().cpu().double(), ACT_BITS + WEIGHT_BITS),
+                        layer,
+                    )
+                )
             elif isinstance(layer, nn.ReLU):
                 ops.append(("relu", None, None, layer))
             else:
@@ -241,7 +251,7 @@ class ExactStack:
             elif kind == "deconv":
                 h = F.conv_transpose2d(h, w, b, layer.stride, layer.padding, layer.output_padding)
             else:
-                h = quantize_activation(h)
+                h = _to_grid_(h, 0.0, ACT_MAX, ACT_BITS)  # h is this stack's own float64 output
         return h
 
 
@@ -252,4 +262,4 @@ def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 def quantize_activation_signed(x: torch.Tensor) -> torch.Tensor:
     """The input of the stack may be negative (latents); snap it to the grid without clamping to 0."""
-    return _to_grid(x.double().clamp(-ACT_MAX, ACT_MAX), ACT_BITS)
+    return _to_grid_(x.to(torch.float64, copy=True), -ACT_MAX, ACT_MAX, ACT_BITS)

@@ -15,17 +15,23 @@ the analysis and synthesis transforms ran.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import GDN
-from compressai.models.base import CompressionModel, get_scale_table
-from compressai.models.utils import conv, deconv
-from compressai.ops import quantize_ste
 
+from .compressai_seam import (
+    GDN,
+    CompressionModel,
+    EntropyBottleneck,
+    GaussianConditional,
+    conv,
+    deconv,
+    get_scale_table,
+    quantize_ste,
+)
 from .entropy import CheckerboardContext
 from .layers import (
     ExactStack,
@@ -39,10 +45,10 @@ from .layers import (
 
 SCALE_TABLE_LEVELS = 256
 # The entropy models' likelihood bounds (1e-9) are buffers set from a constructor constant, not
-# learned. Stored in float16 (as the first two GPU leases packed their states), they become 0: a
-# likelihood of exactly 0 then gives an infinite rate term and a skipped step, 1-6 % of the
-# stage-1 steps of both leases, and those zeros are in the weights shipped at step 55,484. So
-# loading keeps the constructed value, whatever a file holds. They only bound forward()'s
+# learned. Stored in float16 (as training states packed for a GPU machine once were), they become
+# 0: a likelihood of exactly 0 then gives an infinite rate term and a skipped step (the shipped
+# weights' file holds such zeros; docs/training.md). So loading keeps the constructed value,
+# whatever a file holds. They only bound forward()'s
 # likelihoods: the coded bitstreams never see them.
 CONSTANT_BUFFERS = (".likelihood_lower_bound.bound",)
 # The entropy coder's CDF tables: derived from the parameters by update(), read only by
@@ -75,12 +81,12 @@ class PreferenceSynthesis(nn.Module):
         in_channels = [M, N, N, N]
         out_channels = [N, N, N, 3]
         self.biases = nn.ModuleList(PreferenceBias(embed_dim, c) for c in in_channels)
-        self.residuals = nn.ModuleList(
-            PreferenceResidual(embed_dim, c) for c in in_channels[:3]
-        ) if residual else None
-        self.adapters = nn.ModuleList(
-            MachineAdapter(embed_dim, c) for c in in_channels[:3]
-        ) if adapters else None
+        self.residuals = (
+            nn.ModuleList(PreferenceResidual(embed_dim, c) for c in in_channels[:3]) if residual else None
+        )
+        self.adapters = (
+            nn.ModuleList(MachineAdapter(embed_dim, c) for c in in_channels[:3]) if adapters else None
+        )
         self.upsamples = nn.ModuleList(deconv(i, o) for i, o in zip(in_channels, out_channels))
         self.igdns = nn.ModuleList(ThreadInvariantGDN(N, inverse=True) for _ in range(3))
 
@@ -141,9 +147,7 @@ class UGICM(CompressionModel):
         super().__init__()
         N, M = arch.N, arch.M
         self.arch = arch
-        self.g_a = nn.Sequential(
-            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
-        )
+        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = PreferenceSynthesis(M, N, arch.embed_dim, arch.residual, arch.adapters)
         self.h_a = nn.Sequential(
             conv(M, N, stride=1, kernel_size=3), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N)
@@ -165,8 +169,10 @@ class UGICM(CompressionModel):
 
     def load_state_dict(self, state_dict, strict=True):
         own = self.state_dict()
-        state = {k: own[k].to(v.device) if k.endswith(CONSTANT_BUFFERS) and k in own else v
-                 for k, v in state_dict.items()}
+        state = {
+            k: own[k].to(v.device) if k.endswith(CONSTANT_BUFFERS) and k in own else v
+            for k, v in state_dict.items()
+        }
         state.update({k: v for k, v in own.items() if k.endswith(CODING_TABLES) and k not in state})
         return super().load_state_dict(state, strict=strict)
 
@@ -191,7 +197,8 @@ class UGICM(CompressionModel):
         kinds += (PreferenceResidual,) if residual else ()
         return {
             f"{prefix}.{name}" if prefix else name
-            for prefix, module in self.named_modules() if isinstance(module, kinds)
+            for prefix, module in self.named_modules()
+            if isinstance(module, kinds)
             for name, _ in module.named_parameters()
         }
 
@@ -228,11 +235,20 @@ class UGICM(CompressionModel):
         """
         state = self._extend_rate_ladder(dict(state))
         key = "preference.mlp.0.weight"
-        if not self.arch.anchored or key not in state or state[key].shape == self.preference.mlp[0].weight.shape:
+        if (
+            not self.arch.anchored
+            or key not in state
+            or state[key].shape == self.preference.mlp[0].weight.shape
+        ):
             return state
         source = PreferenceEmbedding(dim=self.arch.embed_dim).double()
-        source.load_state_dict({k.removeprefix("preference."): v.double()
-                                for k, v in state.items() if k.startswith("preference.")})
+        source.load_state_dict(
+            {
+                k.removeprefix("preference."): v.double()
+                for k, v in state.items()
+                if k.startswith("preference.")
+            }
+        )
         with torch.no_grad():
             e0 = source(torch.zeros(1, dtype=torch.float64))[0]
         for name in list(state):
@@ -240,7 +256,7 @@ class UGICM(CompressionModel):
                 weight = state[name.removesuffix("bias") + "weight"].double()
                 state[name] = (state[name].double() + weight @ e0.to(weight.device)).to(state[name].dtype)
         widened = torch.zeros_like(self.preference.mlp[0].weight)
-        widened[:, :state[key].shape[1]] = state[key]
+        widened[:, : state[key].shape[1]] = state[key]
         state[key] = widened
         return state
 
@@ -265,17 +281,19 @@ class UGICM(CompressionModel):
         if old is None or old.shape[0] == self.rate.levels:
             return state
         lambdas, count = self.arch.lambdas, old.shape[0]
-        # Where the old ladder sits in this one: it must be a contiguous run of known points.
-        starts = [i for i in range(len(lambdas) - count + 1)
-                  if any(lambdas[i:i + count] == known[-count:] or lambdas[i:i + count] == known[:count]
-                         for known in (DEFAULT_LAMBDAS, WIDE_LAMBDAS))]
-        if count > len(lambdas) or not starts:
-            raise ValueError(f"weights with {count} rate points do not fit {self.arch.name}: "
-                             f"a rate ladder can only grow by new points beyond its ends")
+        # The old ladder must be a shipped one (matched by its length) and sit in this one as a
+        # contiguous run of its points.
+        known = next((k for k in (DEFAULT_LAMBDAS, WIDE_LAMBDAS) if len(k) == count), None)
+        starts = [i for i in range(len(lambdas) - count + 1) if lambdas[i : i + count] == known]
+        if not starts:
+            raise ValueError(
+                f"weights with {count} rate points do not fit {self.arch.name}: "
+                f"a rate ladder can only grow by new points beyond its ends"
+            )
         first = starts[0]
         last = first + count - 1
-        below = [math.log(l / lambdas[first]) for l in lambdas[:first]]
-        above = [math.log(l / lambdas[last]) for l in lambdas[last + 1:]]
+        below = [math.log(lam / lambdas[first]) for lam in lambdas[:first]]
+        above = [math.log(lam / lambdas[last]) for lam in lambdas[last + 1 :]]
         for name, sign in (("rate.log_gain", 1.0), ("rate.log_inverse_gain", -1.0)):
             table = state[name].float()
             parts = [table]
@@ -345,8 +363,9 @@ class UGICM(CompressionModel):
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         if self.context is not None:
-            y_string = self.context.compress(y, self.exact_h_s(z_hat), self.split_parameters,
-                                             self.gaussian_conditional)
+            y_string = self.context.compress(
+                y, self.exact_h_s(z_hat), self.split_parameters, self.gaussian_conditional
+            )
         else:
             indexes, means = self.entropy_parameters(z_hat)
             y_string = self.gaussian_conditional.compress(y, indexes, means)[0]
@@ -367,8 +386,9 @@ class UGICM(CompressionModel):
         z_hat = self.entropy_bottleneck.decompress([z_string], (zh, zw))
         y_string = guard_stream(y_string, self.arch.M * 16 * zh * zw)
         if self.context is not None:
-            return self.context.decompress(y_string, self.exact_h_s(z_hat), self.split_parameters,
-                                           self.gaussian_conditional)
+            return self.context.decompress(
+                y_string, self.exact_h_s(z_hat), self.split_parameters, self.gaussian_conditional
+            )
         indexes, means = self.entropy_parameters(z_hat)
         return self.gaussian_conditional.decompress([y_string], indexes, means=means)
 
@@ -406,52 +426,151 @@ ARCHITECTURES: dict[str, Architecture] = {
     "ugicm-hpr-128-192": Architecture("ugicm-hpr-128-192", N=128, M=192, residual=True),
     # The same with an anchored, rate-aware PCDM and machine adapters: the human decode depends
     # on nothing the machine sessions train. Grows from either of the above.
-    "ugicm-hpa-128-192": Architecture("ugicm-hpa-128-192", N=128, M=192, residual=True,
-                                      anchored=True, adapters=True),
+    "ugicm-hpa-128-192": Architecture(
+        "ugicm-hpa-128-192", N=128, M=192, residual=True, anchored=True, adapters=True
+    ),
     # The same two, with the rate ladder continued down to 0.1 bpp (WIDE_LAMBDAS, 10 points);
     # they grow from the 8-point ones.
     "ugicm-hp-128-192-r10": Architecture("ugicm-hp-128-192-r10", N=128, M=192, lambdas=WIDE_LAMBDAS),
-    "ugicm-hpa-128-192-r10": Architecture("ugicm-hpa-128-192-r10", N=128, M=192, residual=True,
-                                          anchored=True, adapters=True, lambdas=WIDE_LAMBDAS),
+    "ugicm-hpa-128-192-r10": Architecture(
+        "ugicm-hpa-128-192-r10",
+        N=128,
+        M=192,
+        residual=True,
+        anchored=True,
+        adapters=True,
+        lambdas=WIDE_LAMBDAS,
+    ),
     # The same with a checkerboard context in the entropy model; grows from it, coding alike
     # until trained (entropy.CheckerboardContext).
-    "ugicm-hpac-128-192-r10": Architecture("ugicm-hpac-128-192-r10", N=128, M=192, residual=True,
-                                           anchored=True, adapters=True, lambdas=WIDE_LAMBDAS,
-                                           context=True),
+    "ugicm-hpac-128-192-r10": Architecture(
+        "ugicm-hpac-128-192-r10",
+        N=128,
+        M=192,
+        residual=True,
+        anchored=True,
+        adapters=True,
+        lambdas=WIDE_LAMBDAS,
+        context=True,
+    ),
     # The same with the context coded in ELIC's uneven channel groups; grows from it, coding
     # alike until trained.
-    "ugicm-hpacg-128-192-r10": Architecture("ugicm-hpacg-128-192-r10", N=128, M=192, residual=True,
-                                            anchored=True, adapters=True, lambdas=WIDE_LAMBDAS,
-                                            context=True, context_groups=(16, 16, 32, 64, 64)),
+    "ugicm-hpacg-128-192-r10": Architecture(
+        "ugicm-hpacg-128-192-r10",
+        N=128,
+        M=192,
+        residual=True,
+        anchored=True,
+        adapters=True,
+        lambdas=WIDE_LAMBDAS,
+        context=True,
+        context_groups=(16, 16, 32, 64, 64),
+    ),
     # The same with the ladder continued three points up (HIGH_LAMBDAS, 13 points, λ up to 0.72);
     # grows from it, the trained points and their conditioning unchanged.
-    "ugicm-hpacg-128-192-r13": Architecture("ugicm-hpacg-128-192-r13", N=128, M=192, residual=True,
-                                            anchored=True, adapters=True, lambdas=HIGH_LAMBDAS,
-                                            context=True, context_groups=(16, 16, 32, 64, 64),
-                                            level_span=9.0),
+    "ugicm-hpacg-128-192-r13": Architecture(
+        "ugicm-hpacg-128-192-r13",
+        N=128,
+        M=192,
+        residual=True,
+        anchored=True,
+        adapters=True,
+        lambdas=HIGH_LAMBDAS,
+        context=True,
+        context_groups=(16, 16, 32, 64, 64),
+        level_span=9.0,
+    ),
     # Tiny variants for tests and smoke runs.
     "ugicm-hp-tiny": Architecture("ugicm-hp-tiny", N=16, M=24, embed_dim=16),
     "ugicm-hpr-tiny": Architecture("ugicm-hpr-tiny", N=16, M=24, embed_dim=16, residual=True),
-    "ugicm-hpa-tiny": Architecture("ugicm-hpa-tiny", N=16, M=24, embed_dim=16, residual=True,
-                                   anchored=True, adapters=True),
-    "ugicm-hpa-tiny-r10": Architecture("ugicm-hpa-tiny-r10", N=16, M=24, embed_dim=16, residual=True,
-                                       anchored=True, adapters=True, lambdas=WIDE_LAMBDAS),
-    "ugicm-hpac-tiny-r10": Architecture("ugicm-hpac-tiny-r10", N=16, M=24, embed_dim=16, residual=True,
-                                        anchored=True, adapters=True, lambdas=WIDE_LAMBDAS, context=True),
-    "ugicm-hpacg-tiny-r10": Architecture("ugicm-hpacg-tiny-r10", N=16, M=24, embed_dim=16, residual=True,
-                                         anchored=True, adapters=True, lambdas=WIDE_LAMBDAS, context=True,
-                                         context_groups=(4, 4, 8, 8)),
-    "ugicm-hpacg-tiny-r13": Architecture("ugicm-hpacg-tiny-r13", N=16, M=24, embed_dim=16, residual=True,
-                                         anchored=True, adapters=True, lambdas=HIGH_LAMBDAS, context=True,
-                                         context_groups=(4, 4, 8, 8), level_span=9.0),
+    "ugicm-hpa-tiny": Architecture(
+        "ugicm-hpa-tiny", N=16, M=24, embed_dim=16, residual=True, anchored=True, adapters=True
+    ),
+    "ugicm-hpa-tiny-r10": Architecture(
+        "ugicm-hpa-tiny-r10",
+        N=16,
+        M=24,
+        embed_dim=16,
+        residual=True,
+        anchored=True,
+        adapters=True,
+        lambdas=WIDE_LAMBDAS,
+    ),
+    "ugicm-hpac-tiny-r10": Architecture(
+        "ugicm-hpac-tiny-r10",
+        N=16,
+        M=24,
+        embed_dim=16,
+        residual=True,
+        anchored=True,
+        adapters=True,
+        lambdas=WIDE_LAMBDAS,
+        context=True,
+    ),
+    "ugicm-hpacg-tiny-r10": Architecture(
+        "ugicm-hpacg-tiny-r10",
+        N=16,
+        M=24,
+        embed_dim=16,
+        residual=True,
+        anchored=True,
+        adapters=True,
+        lambdas=WIDE_LAMBDAS,
+        context=True,
+        context_groups=(4, 4, 8, 8),
+    ),
+    "ugicm-hpacg-tiny-r13": Architecture(
+        "ugicm-hpacg-tiny-r13",
+        N=16,
+        M=24,
+        embed_dim=16,
+        residual=True,
+        anchored=True,
+        adapters=True,
+        lambdas=HIGH_LAMBDAS,
+        context=True,
+        context_groups=(4, 4, 8, 8),
+        level_span=9.0,
+    ),
 }
 
 
-def build_model(name: str) -> UGICM:
-    try:
+def build_model(name: str, initialise: bool = True) -> UGICM:
+    """The architecture ``name``, its parameters initialised for training; with ``initialise``
+    False they are left as allocated, for a caller that sets every one of them from a state dict
+    (a strict ``load_state_dict``): drawing 6.5 M random numbers first cost a decode's start-up
+    a third of its model load."""
+    if name not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    with contextlib.nullcontext() if initialise else _initialisers_skipped():
         return UGICM(ARCHITECTURES[name])
-    except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
+
+
+@contextlib.contextmanager
+def _initialisers_skipped():
+    """torch.nn.init's filling functions made no-ops while modules are built. Buffers (the coder
+    tables, the likelihood bounds) are made by their constructors, not by these, and stay set."""
+    names = (
+        "uniform_",
+        "normal_",
+        "trunc_normal_",
+        "constant_",
+        "ones_",
+        "zeros_",
+        "xavier_uniform_",
+        "xavier_normal_",
+        "kaiming_uniform_",
+        "kaiming_normal_",
+        "orthogonal_",
+    )
+    saved = {n: getattr(nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(nn.init, n, f)
 
 
 def guard_stream(stream: bytes, symbols: int) -> bytes:

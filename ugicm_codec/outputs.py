@@ -63,10 +63,11 @@ class OutputPlan:
                 self.directory = out
             # `-o out.ugc` with a glob that matched two files is a slip, not a request for a
             # directory named out.ugc: as cp does, several inputs want a directory.
-            if (len(inputs) > 1 and out.suffix and not out.is_dir()
-                    and not output.endswith(("/", os.sep))):
-                raise OutputError(f"{len(inputs)} inputs need -o to be a directory, and {output} "
-                                  f"names a file (create the directory first, or end it with /)")
+            if len(inputs) > 1 and out.suffix and not out.is_dir() and not output.endswith(("/", os.sep)):
+                raise OutputError(
+                    f"{len(inputs)} inputs need -o to be a directory, and {output} "
+                    f"names a file (create the directory first, or end it with /)"
+                )
         if STDIO in inputs and not self.writes_stdout and self.directory is not None:
             raise OutputError("stdin input needs a named output file or -o -")
         targets = [self.target(i) for i in inputs]
@@ -75,7 +76,9 @@ class OutputPlan:
                 raise OutputError(f"output {target} is the input itself; refusing to overwrite it")
         named = [str(Path(t).resolve()) for t in targets if t != STDIO]
         if len(set(named)) != len(named):
-            raise OutputError("two inputs would be written to the same output (rename one, or run them apart)")
+            raise OutputError(
+                "two inputs would be written to the same output (rename one, or run them apart)"
+            )
 
     def target(self, name: str) -> str | Path:
         if self.writes_stdout:

@@ -19,8 +19,8 @@ codes both, so z need not be h_a of the refined y. On 6 validation photos at qua
 rounding with a straight-through gradient, so the entropy parameters are those the coder will use.
 
 Where bf16 is fast (hardware.bf16_is_fast), the synthesis runs under bf16 autocast while
-optimising: on this 2-core AVX512-BF16 CPU a 20-step encode of a Kodak image took 16.3 s instead
-of 28.7 in float32, and J fell as far (within 0.1 % on 6 validation photos). The entropy side stays in
+optimising: on a CPU with AVX512-BF16 that makes a 20-step encode take about 0.6 of its float32
+time (docs/results.md), and J falls as far (within 0.1 % on 6 validation photos). The entropy side stays in
 float32, and so do the costs that decide which latent is kept.
 
 The cost is the human decode's: the machine decode of a refined file was not trained for this
@@ -34,8 +34,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-from compressai.ops import quantize_ste
 
+from .compressai_seam import quantize_ste
 from .hardware import bf16_is_fast
 from .models import UGICM, bits_per_pixel
 
@@ -89,9 +89,17 @@ def _bottleneck(model: UGICM, z: torch.Tensor):
     return back(values), back(likelihood)
 
 
-def rd_cost(model: UGICM, u: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, level: torch.Tensor,
-            temperature: float | None, generator=None, bf16: bool = False,
-            z: torch.Tensor | None = None) -> torch.Tensor:
+def rd_cost(
+    model: UGICM,
+    u: torch.Tensor,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    level: torch.Tensor,
+    temperature: float | None,
+    generator=None,
+    bf16: bool = False,
+    z: torch.Tensor | None = None,
+) -> torch.Tensor:
     """J of the gained latent u = y × gain, with hyper-latent ``z`` (None: h_a(u)), for the
     picture x, counting only pixels in ``mask``. ``temperature`` None: hard rounding, the coder's;
     otherwise SGA at that temperature. ``bf16``: the synthesis under bf16 autocast (faster, less
@@ -119,12 +127,20 @@ def rd_cost(model: UGICM, u: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         x_hat = model.g_s(y_hat, conditioning).float()
     mse = ((x_hat - x) ** 2 * mask).sum() / (3 * pixels)
-    return bpp.to(device) + model.lmbda(level.cpu()).item() * 255 ** 2 * mse  # λ's table stays on the CPU
+    return bpp.to(device) + model.lmbda(level.cpu()).item() * 255**2 * mse  # λ's table stays on the CPU
 
 
-def refine_latent(model: UGICM, x: torch.Tensor, y: torch.Tensor, level: float, steps: int,
-                  mask: torch.Tensor | None = None, learning_rate: float = DEFAULT_LEARNING_RATE,
-                  seed: int = 0, bf16: bool | None = None) -> Refinement:
+def refine_latent(
+    model: UGICM,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    level: float,
+    steps: int,
+    mask: torch.Tensor | None = None,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    seed: int = 0,
+    bf16: bool | None = None,
+) -> Refinement:
     """Refines y = g_a(x) (1×M×h×w, before the rate gain) for coding x (1×3×16h×16w, on the
     transforms' device) at ``level``. ``mask`` (1×1×16h×16w) marks the pixels that count (the
     edge padding does not). The result is g_a's latent unless refinement lowered J.
@@ -141,7 +157,9 @@ def refine_latent(model: UGICM, x: torch.Tensor, y: torch.Tensor, level: float, 
     with torch.enable_grad():
         optimizer = torch.optim.Adam([u, z], lr=learning_rate)
         for step in range(steps):
-            temperature = max(START_TEMPERATURE * math.exp(-TEMPERATURE_DECAY * step / steps), FINAL_TEMPERATURE)
+            temperature = max(
+                START_TEMPERATURE * math.exp(-TEMPERATURE_DECAY * step / steps), FINAL_TEMPERATURE
+            )
             cost = rd_cost(model, u, x, mask, lv, temperature, generator, bf16, z)
             optimizer.zero_grad(set_to_none=True)
             cost.backward()

@@ -1,4 +1,5 @@
-"""Shipped weights: a safetensors file per model plus ``weights/manifest.json``.
+"""Shipped weights: a safetensors file per model plus ``manifest.json``, package data in
+``ugicm_codec/model_weights/`` (``weights/`` at the top of a source tree points there).
 
 Weights are read with safetensors (no unpickling) and their SHA-256 is checked against the
 manifest before use. The first 8 bytes of that digest go into every .ugc file, so a file made
@@ -20,12 +21,25 @@ MANIFEST = "manifest.json"
 DIGEST_BYTES = 8
 
 
+PACKAGE_DATA = "model_weights"
+
+
+def package_weights_dir() -> Path:
+    """The weights shipped inside the package, found through importlib.resources, so that an
+    install anywhere (a venv, --user, --prefix, --target) finds them beside the code that reads
+    them. pip unpacks wheels, so this is a real directory that safetensors can open."""
+    from importlib.resources import files
+
+    return Path(str(files(__package__) / PACKAGE_DATA))
+
+
 def weights_dirs() -> list[Path]:
-    """Where weights are looked for, in order: $UGICM_WEIGHTS, the source tree, the install prefix."""
+    """Where weights are looked for, in order: $UGICM_WEIGHTS, the package's own data, and the
+    install prefix's share/ugicm/weights (where releases before the package data put them)."""
     dirs = []
     if os.environ.get("UGICM_WEIGHTS"):
         dirs.append(Path(os.environ["UGICM_WEIGHTS"]))
-    dirs.append(Path(__file__).resolve().parent.parent / "weights")
+    dirs.append(package_weights_dir())
     dirs.append(Path(sys.prefix) / "share" / "ugicm" / "weights")
     return dirs
 
@@ -49,8 +63,11 @@ class WeightsInfo:
         if not entry or not entry.get("commit"):
             return None
         name = Path(entry["file"]).name
-        return (f"the weights that made it ({entry['architecture']}) were shipped in commit {entry['commit']}: "
-                f"git show {entry['commit']}:weights/{name} > {name}, then decode with --weights {name}")
+        path = entry.get("path", f"weights/{name}")  # weights/ until they became package data
+        return (
+            f"the weights that made it ({entry['architecture']}) were shipped in commit {entry['commit']}: "
+            f"git show {entry['commit']}:{path} > {name}, then decode with --weights {name}"
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -140,7 +157,7 @@ def load_model(info: WeightsInfo):
     from .models import build_model
 
     try:
-        model = build_model(info.name)
+        model = build_model(info.name, initialise=False)  # every parameter comes from the file
     except KeyError as e:
         raise WeightsError(str(e.args[0])) from None
     try:
@@ -184,22 +201,31 @@ def training_state(path: Path | str, map_location="cpu") -> dict:
         raise WeightsError(f"unreadable weights file {info.path}: {e}") from None
     entry = info.manifest
     teacher = entry.get("teacher")
-    config = {"arch": info.name, "stage1_steps": entry.get("stage1_steps", 0),
-              "batch_size": entry.get("batch_size"), "crop": entry.get("crop"),
-              "train": entry.get("data", []), "semantic": teacher is not None,
-              "teacher": teacher or "efficientnet-lite0", "semantic_weight": entry.get("semantic_weight"),
-              "note": entry.get("note", ""), "init": f"{info.path} (sha256 {info.sha256[:16]})"}
+    config = {
+        "arch": info.name,
+        "stage1_steps": entry.get("stage1_steps", 0),
+        "batch_size": entry.get("batch_size"),
+        "crop": entry.get("crop"),
+        "train": entry.get("data", []),
+        "semantic": teacher is not None,
+        "teacher": teacher or "efficientnet-lite0",
+        "semantic_weight": entry.get("semantic_weight"),
+        "note": entry.get("note", ""),
+        "init": f"{info.path} (sha256 {info.sha256[:16]})",
+    }
     config.update({k: entry[k] for k in ("context_steps", "context_crops") if k in entry})
-    return {"model": {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
-            "step": int(entry.get("steps", 0)), "config": config}
+    return {
+        "model": {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+        "step": int(entry.get("steps", 0)),
+        "config": config,
+    }
 
 
 def compact_state(state: dict) -> dict:
     """A model state as it is stored (shipped weights, device checkpoints): transforms in float16,
     the entropy model exact (its CDF tables, and likelihood bounds that float16 would zero)."""
     exact = ("entropy_bottleneck.", "gaussian_conditional.")
-    return {k: v.half() if v.is_floating_point() and not k.startswith(exact) else v
-            for k, v in state.items()}
+    return {k: v.half() if v.is_floating_point() and not k.startswith(exact) else v for k, v in state.items()}
 
 
 def export(model, path: Path | str, half: bool = True) -> str:

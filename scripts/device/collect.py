@@ -25,30 +25,39 @@ def slim(path: Path) -> dict:
     return {"model": compact_state(state["model"]), "step": state["step"], "config": state["config"]}
 
 
-def save(obj: dict, path: Path) -> None:
+def _save(obj: dict, path: Path, part: int = PART) -> None:
     torch.save(obj, path)
-    if path.stat().st_size > PART:
-        subprocess.run(["split", "-b", str(PART), str(path), f"{path}.part-"], check=True)
+    if path.stat().st_size > part:
+        subprocess.run(["split", "-b", str(part), str(path), f"{path}.part-"], check=True)
         path.unlink()
 
 
-def main(out: Path) -> None:
-    logs = [json.dumps(dict(json.loads(line), run=run)) + "\n"
-            for run in ("s1", "decay", "s2h", "s2m", "s2n") if (RUNS / run / "log.jsonl").exists()
-            for line in open(RUNS / run / "log.jsonl")]
+def main(out: Path, runs: Path = RUNS, part: int = PART) -> None:
+    """Collect from the schedule's run directories ``runs`` into ``out`` (files over ``part`` bytes split)."""
+
+    def save(obj: dict, path: Path) -> None:
+        _save(obj, path, part)
+
+    logs = [
+        json.dumps(dict(json.loads(line), run=run)) + "\n"
+        for run in ("s1", "decay", "s2h", "s2m", "s2n")
+        if (runs / run / "log.jsonl").exists()
+        for line in open(runs / run / "log.jsonl")
+    ]
     (out / "logs.jsonl").write_text("".join(logs))
-    if (RUNS / "s2m/last.pt").exists() and (RUNS / "s2n/last.pt").exists():
-        machine, ablation = slim(RUNS / "s2m/last.pt"), slim(RUNS / "s2n/last.pt")
-        ablation["model"] = {k: v for k, v in ablation["model"].items()
-                             if not torch.equal(v, machine["model"][k])}
+    if (runs / "s2m/last.pt").exists() and (runs / "s2n/last.pt").exists():
+        machine, ablation = slim(runs / "s2m/last.pt"), slim(runs / "s2n/last.pt")
+        ablation["model"] = {
+            k: v for k, v in ablation["model"].items() if not torch.equal(v, machine["model"][k])
+        }
         save(machine, out / "s2m.pt")
         save(ablation, out / "s2n-diff.pt")
-    elif (RUNS / "s2h/last.pt").exists():
-        save(slim(RUNS / "s2h/last.pt"), out / "s2h.pt")
-    elif (RUNS / "STAGE1_DONE").exists():
-        save(slim(RUNS / "decay/last.pt"), out / "decay.pt")
-    elif (RUNS / "s1/last.pt").exists():
-        save(slim(RUNS / "s1/last.pt"), out / "s1.pt")
+    elif (runs / "s2h/last.pt").exists():
+        save(slim(runs / "s2h/last.pt"), out / "s2h.pt")
+    elif (runs / "STAGE1_DONE").exists():
+        save(slim(runs / "decay/last.pt"), out / "decay.pt")
+    elif (runs / "s1/last.pt").exists():
+        save(slim(runs / "s1/last.pt"), out / "s1.pt")
     print("collected:", sorted(p.name for p in out.iterdir()))
 
 

@@ -5,23 +5,16 @@
 # sessions with L_sem for TM s and without it to the same step. Run directories go under R;
 # R/STAGE1_DONE and R/DONE mark progress for scripts/device/collect.py.
 #
-# Sized for a lease of 15 minutes of device time in all, the machine's start (a minute or more)
-# and the transfers included: one call of call.sh (WAIT=540) runs it whole, an estimated 500 s
-# with the four trainer starts (each some 20 s: imports, CUDA, the images into memory). TH is 0 by default:
-# stage 1 trains the decoder on β=0 MSE already, and the minutes buy more stage-1 steps instead.
+# The defaults fit 15 minutes of device time, the machine's start and the transfers included: one
+# call of call.sh (WAIT=540) runs it whole, about 500 s with the four trainer starts (each some
+# 20 s: imports, CUDA, the images into memory). TH is 0 by default: stage 1 trains the decoder on
+# β=0 MSE already, and the minutes buy more stage-1 steps instead. The phases that made the
+# shipped weights, with the settings each used, are in docs/training.md.
 #
-# Leases so far (an H100 each, with more time than now): steps 17,600-36,568 with T1=400 TD=120
-# TH=150 (the shipped weights keep its stage 1, to step 32,404); then, from that state, steps
-# 32,404-55,484 with T1=540 TD=150 TH=150 TM=300 (the machine sessions, stopped early, were
-# continued by hand: see below). A machine step took 0.15 s alone on an H100 (0.25 s beside the
-# ablation), 0.057 s without the instance scale (instances=0); configs/gpu.toml now computes the
-# instance scale's proposals in data_workers processes, ahead of the loop.
-# The next lease starts from the shipped ugicm-hpacg-128-192-r10 state (pack
-# weights/ugicm-hpacg-128-192-r10.safetensors, or a later checkpoint of it): stage 1 then trains the
-# checkerboard context jointly with the transforms, which the CPU fit with frozen transforms could
-# not (latent_statistics.py: the frozen latents leave a context little to find). Stage 1 tries
-# bf16 autocast first (MP=false skips it); if its first CHECK s skip more than a fifth of their
-# steps it restarts in float32.
+# ARCH defaults to the shipped architecture, so stage 1 trains the checkerboard context jointly
+# with the transforms (the CPU fit with frozen transforms finds little: docs/training.md). Stage 1
+# tries bf16 autocast first (MP=false skips it); if its first CHECK s skip more than a fifth of
+# their steps it restarts in float32.
 set -f  # train=[...] must not glob
 T1=${T1:-240}; TD=${TD:-60}; TH=${TH:-0}; TM=${TM:-100}; CHECK=${CHECK:-60}
 R=${R:-/tmp/runs}; mkdir -p $R/{s1,decay,s2h,s2m,s2n}
@@ -62,9 +55,9 @@ if [ "$TH" -gt 0 ]; then
   echo "human sessions ended at $(step $S2)" | tee -a $R/plan.txt
 fi
 
-# The L_sem run by wall time, then the ablation to exactly its step (a fair comparison). A
-# probe-and-predict plan undershot 5x in the second lease: the 60 s probe's few log lines were
-# mostly start-up, and both runs stopped 422 steps in, with most of TM unused.
+# The L_sem run by wall time, then the ablation to exactly its step (a fair comparison). By wall
+# time, not a step count predicted from a short probe: a probe's few log lines are mostly start-up,
+# and a prediction from them undershoots several-fold.
 machine() { tr run_dir=$R/$1 init=$S2 stage1_steps=$S1 stage2_steps=$2 \
   stage2_sessions=machine semantic=$3 >> $R/$1/out.log 2>&1; }
 machine s2m 100000000 true & sleep $TM; stop s2m

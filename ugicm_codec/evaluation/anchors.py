@@ -26,8 +26,18 @@ def load_anchors(directory: Path) -> dict[str, dict]:
                 continue
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        points = [{"bpp": float(r), "psnr": float(p), "ms_ssim": None if m is None else float(m),
-                   "ms_ssim_db": ms_ssim_db(m)} for r, p, m in zip(bpp, psnr, msssim)]
-        anchors[path.stem] = {"name": data.get("name", path.stem), "source": str(path),
-                              "points": sorted(points, key=lambda pt: pt["bpp"])}
+        points = [
+            {
+                "bpp": float(r),
+                "psnr": float(p),
+                "ms_ssim": None if m is None else float(m),
+                "ms_ssim_db": ms_ssim_db(m),
+            }
+            for r, p, m in zip(bpp, psnr, msssim)
+        ]
+        anchors[path.stem] = {
+            "name": data.get("name", path.stem),
+            "source": str(path),
+            "points": sorted(points, key=lambda pt: pt["bpp"]),
+        }
     return anchors

@@ -104,10 +104,10 @@ def _integral_pchip(x: np.ndarray, y: np.ndarray, low: float, high: float) -> fl
         # The Hermite segment as a polynomial in s = x - x[k]: c0 + c1 s + c2 s^2 + c3 s^3.
         c0, c1 = y[k], slopes[k]
         c2 = (3 * secant - 2 * slopes[k] - slopes[k + 1]) / h
-        c3 = (slopes[k] + slopes[k + 1] - 2 * secant) / h ** 2
+        c3 = (slopes[k] + slopes[k + 1] - 2 * secant) / h**2
 
-        def primitive(s):
-            return c0 * s + c1 * s ** 2 / 2 + c2 * s ** 3 / 3 + c3 * s ** 4 / 4
+        def primitive(s, c0=c0, c1=c1, c2=c2, c3=c3):  # this segment's coefficients
+            return c0 * s + c1 * s**2 / 2 + c2 * s**3 / 3 + c3 * s**4 / 4
 
         total += primitive(b - x[k]) - primitive(a - x[k])
     return float(total)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import click
 
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WEIGHTS
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 BD_METHODS = ("cubic", "pchip")  # bd.METHODS, spelt out so that loading this module needs no numpy
-EXIT_FAILED, EXIT_USAGE, EXIT_WEIGHTS, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def _fail(message: str, code: int) -> None:
@@ -33,8 +34,9 @@ def _qualities(text: str, option: str = "--qualities", kind=float) -> list:
         try:
             q = kind(item)
         except ValueError:
-            raise click.BadParameter(f"{item!r} is not {'a whole' if kind is int else 'a'} number",
-                                     param_hint=option) from None
+            raise click.BadParameter(
+                f"{item!r} is not {'a whole' if kind is int else 'a'} number", param_hint=option
+            ) from None
         if not 0 <= q <= 100:
             raise click.BadParameter(f"{q:g} is outside 0-100", param_hint=option)
         if q not in values:
@@ -54,41 +56,123 @@ def _weights_model(weights) -> dict:
 
 
 # ---------------------------------------------------------------------------------- eval
-@click.command("eval", context_settings=CONTEXT)
+class _EvalGroup(click.Group):
+    """``ugicm eval FOLDER --out DIR`` measures (the ``run`` subcommand, the default); ``ugicm eval
+    report`` and ``ugicm eval compare`` read finished runs."""
+
+    def parse_args(self, ctx, args):
+        if not args or args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("eval", cls=_EvalGroup, context_settings=CONTEXT)
+def eval_command():
+    """Measure codecs on a folder of images (ugicm eval FOLDER --out DIR); report or compare runs.
+
+    `ugicm eval FOLDER --out DIR` is `ugicm eval run FOLDER --out DIR`; `ugicm eval report` and
+    `ugicm eval compare` read finished runs."""
+
+
+@eval_command.command("run", context_settings=CONTEXT)
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for records.jsonl, results.json, results.md and the plots.")
-@click.option("--qualities", default="10,25,40,55,70,85,100", show_default=True,
-              help="ugicm qualities (0-100), comma-separated; 'none' for the baselines alone.")
-@click.option("--baselines", default="jpeg,webp,avif", show_default=True,
-              help="Pillow codecs to compare with (jpeg, webp, avif), or 'none'.")
-@click.option("--baseline-qualities", help="One comma-separated quality ladder (0-100) for every baseline "
-              "instead of each codec's own (see baselines.py), e.g. for a quick run.")
-@click.option("--prefer", "preferences", default="human,machine", show_default=True,
-              help="Decode each ugicm file for these preferences: human, machine or numbers in [0, 1].")
-@click.option("--tasks", default="none", show_default=True,
-              help="Machine tasks scored on every decoded image, comma-separated: classification "
-                   "(ImageNet-named files), detection (YOLO-format labels/), segmentation (masks/, or "
-                   "agreement with the prediction on the original).")
-@click.option("--weights", type=click.Path(exists=True, path_type=Path),
-              help="Weights file or directory (default: the shipped model).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for records.jsonl, results.json, results.md and the plots.",
+)
+@click.option(
+    "--qualities",
+    default="10,25,40,55,70,85,100",
+    show_default=True,
+    help="ugicm qualities (0-100), comma-separated; 'none' for the baselines alone.",
+)
+@click.option(
+    "--baselines",
+    default="jpeg,webp,avif",
+    show_default=True,
+    help="Pillow codecs to compare with (jpeg, webp, avif), or 'none'.",
+)
+@click.option(
+    "--baseline-qualities",
+    help="One comma-separated quality ladder (0-100) for every baseline "
+    "instead of each codec's own (see baselines.py), e.g. for a quick run.",
+)
+@click.option(
+    "--prefer",
+    "preferences",
+    default="human,machine",
+    show_default=True,
+    help="Decode each ugicm file for these preferences: human, machine or numbers in [0, 1].",
+)
+@click.option(
+    "--tasks",
+    default="none",
+    show_default=True,
+    help="Machine tasks scored on every decoded image, comma-separated: classification "
+    "(ImageNet-named files), detection (YOLO-format labels/), segmentation (masks/, or "
+    "agreement with the prediction on the original).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, path_type=Path),
+    help="Weights file or directory (default: the shipped model).",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--threads", type=click.IntRange(1, 256),
-              help="Torch threads per worker (default: all for one job, 1 each for several).")
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    help="Torch threads per worker (default: all for one job, 1 each for several).",
+)
 @click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker processes.")
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N images (sorted by name).")
-@click.option("--anchors", type=click.Path(file_okay=False, path_type=Path),
-              help="Published Kodak figures (CompressAI JSON) to compare with [default: ../shared/anchors/kodak].")
-@click.option("--models", type=click.Path(file_okay=False, path_type=Path),
-              help="Downstream models for --tasks [default: ../shared/models].")
-@click.option("--bd-method", type=click.Choice(BD_METHODS), default="cubic", show_default=True,
-              help="Interpolation in results.md's BD tables (results.json has both).")
-@click.option("--refine-steps", type=click.IntRange(0, 10000), default=0, show_default=True,
-              help="Encode ugicm files with this many latent refinement steps (ugicm encode --refine-steps).")
+@click.option(
+    "--anchors",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Published Kodak figures (CompressAI JSON) to compare with [default: ../shared/anchors/kodak].",
+)
+@click.option(
+    "--models",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Downstream models for --tasks [default: ../shared/models].",
+)
+@click.option(
+    "--bd-method",
+    type=click.Choice(BD_METHODS),
+    default="cubic",
+    show_default=True,
+    help="Interpolation in results.md's BD tables (results.json has both).",
+)
+@click.option(
+    "--refine-steps",
+    type=click.IntRange(0, 10000),
+    default=0,
+    show_default=True,
+    help="Encode ugicm files with this many latent refinement steps (ugicm encode --refine-steps).",
+)
 @click.option("--save-bitstreams", is_flag=True, help="Keep every encoded file under OUT/bitstreams/.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors and the result paths.")
-def eval_command(folder, out, qualities, baselines, baseline_qualities, preferences, tasks, weights, device, threads, jobs,
-                 limit, anchors, models, bd_method, refine_steps, save_bitstreams, quiet):
+def eval_run(
+    folder,
+    out,
+    qualities,
+    baselines,
+    baseline_qualities,
+    preferences,
+    tasks,
+    weights,
+    device,
+    threads,
+    jobs,
+    limit,
+    anchors,
+    models,
+    bd_method,
+    refine_steps,
+    save_bitstreams,
+    quiet,
+):
     """Rate-distortion evaluation of ugicm and classic codecs on a folder of images.
 
     Every image is coded at every setting; bpp comes from the real size of each encoded file.
@@ -96,20 +180,24 @@ def eval_command(folder, out, qualities, baselines, baseline_qualities, preferen
     at a time per OUT: a second is refused while the first is running). Then
     averaged curves, BD-rate/BD-PSNR tables (against each other and, on Kodak, against the
     published anchors) and plots are written to OUT.
+
+    `ugicm eval FOLDER` is `ugicm eval run FOLDER`. Finished runs: `ugicm eval report DIR...` prints
+    their tables (docs/results.md), `ugicm eval compare` pairs a decode of one run with another's.
     """
+    import importlib.util
+
     from . import baselines as baseline_codecs
     from .runner import EvalPlan, find_images, parse_preferences
     from .shared import KODAK_ANCHORS_DIR, MODELS_DIR
     from .tasks import TaskError, make
 
-    import importlib.util
-
     missing = [m for m in ("pytorch_msssim", "matplotlib") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(f"ugicm eval needs {' and '.join(missing)}: pip install 'ugicm[eval]'", EXIT_USAGE)
     if out.resolve() == folder.resolve():
-        raise click.BadParameter("must not be the image folder (results would be read as images)",
-                                 param_hint="--out")
+        raise click.BadParameter(
+            "must not be the image folder (results would be read as images)", param_hint="--out"
+        )
     quality_list = _qualities(qualities)
     try:
         prefs = parse_preferences(preferences)
@@ -120,8 +208,10 @@ def eval_command(folder, out, qualities, baselines, baseline_qualities, preferen
     baseline_names = [b.lower() for b in _split(baselines)]
     for name in baseline_names:
         if name not in baseline_codecs.BASELINES:
-            raise click.BadParameter(f"unknown baseline {name!r} (known: {', '.join(baseline_codecs.BASELINES)})",
-                                     param_hint="--baselines")
+            raise click.BadParameter(
+                f"unknown baseline {name!r} (known: {', '.join(baseline_codecs.BASELINES)})",
+                param_hint="--baselines",
+            )
         reason = baseline_codecs.BASELINES[name].unavailable_reason()
         if reason:
             _fail(f"baseline {name}: {reason}", EXIT_USAGE)
@@ -154,10 +244,23 @@ def eval_command(folder, out, qualities, baselines, baseline_qualities, preferen
         _fail(str(e), EXIT_USAGE)
 
     # The images' own folder: a dataset root holds them in images/, beside labels/ and masks/.
-    plan = EvalPlan(folder=images[0].parent, out=out, images=images, qualities=quality_list, preferences=prefs,
-                    baselines=baseline_names, baseline_qualities=ladder or None, tasks=task_objects, model=model,
-                    device=device, threads=threads, jobs=jobs, save_bitstreams=save_bitstreams,
-                    anchors_dir=anchors or KODAK_ANCHORS_DIR, refine_steps=refine_steps)
+    plan = EvalPlan(
+        folder=images[0].parent,
+        out=out,
+        images=images,
+        qualities=quality_list,
+        preferences=prefs,
+        baselines=baseline_names,
+        baseline_qualities=ladder or None,
+        tasks=task_objects,
+        model=model,
+        device=device,
+        threads=threads,
+        jobs=jobs,
+        save_bitstreams=save_bitstreams,
+        anchors_dir=anchors or KODAK_ANCHORS_DIR,
+        refine_steps=refine_steps,
+    )
     status = _run_eval(plan, bd_method, quiet)
     sys.exit(EXIT_FAILED if skipped else status)
 
@@ -165,7 +268,7 @@ def eval_command(folder, out, qualities, baselines, baseline_qualities, preferen
 def _run_eval(plan, bd_method: str, quiet: bool) -> int:
     from concurrent.futures.process import BrokenProcessPool
 
-    from ..cli import Reporter
+    from ..reporting import Reporter
     from .records import RecordLog, RecordsBusy
     from .runner import FatalError, execute, file_sha256, is_done, plan_units
     from .summary import write_results
@@ -183,16 +286,21 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
     if not quiet:
         skipped = len(units) - len(pending)
         n = len(plan.images)
-        click.echo(f"eval: {n} image{'s' if n != 1 else ''}, {len(units)} units of work"
-                   + (f", {skipped} already in {log.path}" if skipped else ""), err=True)
+        click.echo(
+            f"eval: {n} image{'s' if n != 1 else ''}, {len(units)} units of work"
+            + (f", {skipped} already in {log.path}" if skipped else ""),
+            err=True,
+        )
     reporter = Reporter(len(pending), quiet, False, False, "eval")
 
     def done(unit, records):
         if unit.codec == "original":
             reporter.ok({}, f"{unit.image} original: task scores measured")
             return
-        quality = ", ".join(f"{r['curve'].split('/')[-1]} {r['psnr']:.2f} dB" if "/" in r["curve"]
-                            else f"{r['psnr']:.2f} dB" for r in records)
+        quality = ", ".join(
+            f"{r['curve'].split('/')[-1]} {r['psnr']:.2f} dB" if "/" in r["curve"] else f"{r['psnr']:.2f} dB"
+            for r in records
+        )
         reporter.ok({}, f"{unit.describe()}: {records[0]['bpp']:.4f} bpp, {quality}")
 
     def failed(unit, message):
@@ -205,8 +313,10 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
         _fail(str(e), EXIT_WEIGHTS)
     except BrokenProcessPool:
         reporter.close()
-        _fail("a worker process died (out of memory?); finished measurements are kept, rerun to resume",
-              EXIT_FAILED)
+        _fail(
+            "a worker process died (out of memory?); finished measurements are kept, rerun to resume",
+            EXIT_FAILED,
+        )
     except KeyboardInterrupt:
         reporter.close()
         click.echo(f"ugicm: interrupted; finished measurements are in {log.path}, rerun to resume", err=True)
@@ -221,20 +331,175 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
     return status
 
 
+@eval_command.command("report", context_settings=CONTEXT)
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the document here (docs/results.md); default: stdout.",
+)
+@click.option(
+    "--against",
+    multiple=True,
+    metavar="RUN=OTHER",
+    help="Also BD-rates of RUN's ugicm curves against another Kodak run's (repeatable).",
+)
+@click.option(
+    "--ablation",
+    multiple=True,
+    metavar="RUN=ABLATION",
+    help="A machine-task run of the ablation model's weights on RUN's files: one more column.",
+)
+@click.option(
+    "--bench",
+    "bench_json",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also the speed table of this `ugicm bench --json` file (docs/bench.json).",
+)
+@click.option(
+    "--memory",
+    "memory_json",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also the table of this `scripts/bench_memory.py --json` file (docs/memory.json).",
+)
+@click.option("--title", default="Measured results", show_default=True, help="The document's heading.")
+def eval_report(runs, output, against, ablation, bench_json, memory_json, title):
+    """The Markdown tables of finished `ugicm eval` runs, one section per RUN (an --out folder).
+
+    Rate-distortion runs give per-quality rows of both decodes and the human decode's BD-rates;
+    machine-task runs give the matched-rate table, the paired bootstrap intervals and, for
+    classification, the sign test. The document names the command that made it.
+    """
+    from .report import ReportError, render
+
+    command = "ugicm eval report " + " ".join(
+        [str(r) for r in runs]
+        + [f"--against {a}" for a in against]
+        + [f"--ablation {a}" for a in ablation]
+        + ([f"--bench {bench_json}"] if bench_json else [])
+        + ([f"--memory {memory_json}"] if memory_json else [])
+        + ([f"-o {output}"] if output else [])
+    )
+    try:
+        text = render(
+            [str(r) for r in runs],
+            list(ablation),
+            list(against),
+            command=command,
+            title=title,
+            bench=bench_json,
+            memory=memory_json,
+        )
+    except ReportError as e:
+        _fail(str(e), EXIT_USAGE)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        _fail(f"cannot write {output}: {e.strerror or e}", EXIT_FAILED)
+    click.echo(str(output), err=True)
+
+
+@eval_command.command("compare", context_settings=CONTEXT)
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("curve_a")
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("curve_b")
+@click.option(
+    "--models",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Downstream models [default: the shared folder's models/].",
+)
+def eval_compare(run_a, curve_a, run_b, curve_b, models):
+    """B − A of one decode across two `ugicm eval` runs on the same images, paired by image.
+
+    CURVE_A and CURVE_B are curves of the runs' results (ugicm/human, ugicm/machine, webp, ...). For
+    every task metric both runs scored, at every setting where both have every image: B − A in
+    points with its 95 % paired bootstrap interval and the share of draws where B is not ahead,
+    and the same for the mean over the settings.
+    """
+    from .compare import compare, table
+    from .report import ReportError
+
+    try:
+        rows = compare(run_a, curve_a, run_b, curve_b, models)
+    except ReportError as e:
+        _fail(str(e), EXIT_USAGE)
+    click.echo("\n".join(table(rows, f"B − A: {run_b} {curve_b} − {run_a} {curve_a}")))
+
+
 # --------------------------------------------------------------------------------- bench
 @click.command(context_settings=CONTEXT)
 @click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False))
-@click.option("--repeat", type=click.IntRange(1, 1000), default=3, show_default=True,
-              help="Timed runs per configuration (after one warm-up run); the median is reported.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write all figures here.")
-@click.option("--codecs", default="ugicm,ugicm-machine,bmshj2018,jpeg,webp,avif", show_default=True,
-              help="Which codecs to time (ugicm: the human decode, ugicm-machine: the machine decode of the "
-                   "same file; bmshj2018: CompressAI's hyperprior with random weights).")
-@click.option("--weights", type=click.Path(exists=True, path_type=Path),
-              help="Weights file or directory (default: the shipped model).")
-@click.option("--threads", type=click.IntRange(1, 256), help="Torch threads and AVIF encoder threads (default: all).")
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 1000),
+    default=3,
+    show_default=True,
+    help="Timed runs per configuration (after one warm-up run); the median is reported.",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write all figures here."
+)
+@click.option(
+    "--codecs",
+    default="ugicm,ugicm-machine,bmshj2018,jpeg,webp,avif",
+    show_default=True,
+    help="Which codecs to time (ugicm: the human decode, ugicm-machine: the machine decode of the "
+    "same file; bmshj2018: CompressAI's hyperprior with random weights).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, path_type=Path),
+    help="Weights file or directory (default: the shipped model).",
+)
+@click.option(
+    "--threads", type=click.IntRange(1, 256), help="Torch threads and AVIF encoder threads (default: all)."
+)
 @click.option("--no-cuda", is_flag=True, help="Time the learned codecs on the CPU only.")
-def bench(images, repeat, json_path, codecs, weights, threads, no_cuda):
+@click.option(
+    "--precision",
+    type=click.Choice(["fast", "float32", "bfloat16"]),
+    default="fast",
+    show_default=True,
+    help="ugicm's synthesis precision (see ugicm decode --precision).",
+)
+@click.option(
+    "--startup",
+    is_flag=True,
+    help="Also time the first commands a shell user runs (help, errors, tiny encode and decode), "
+    "each in a fresh interpreter, next to python -c 'import torch'.",
+)
+@click.option(
+    "--compare-with",
+    "compare_with",
+    type=click.Path(exists=True, file_okay=False),
+    help="Another checkout of ugicm (an earlier commit, e.g. from git worktree add): time its ugicm "
+    "rows (and start-up lines) in the same run, as 'before'.",
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the before/after tables as Markdown here.",
+)
+def bench(
+    images,
+    repeat,
+    json_path,
+    codecs,
+    weights,
+    threads,
+    no_cuda,
+    precision,
+    startup,
+    compare_with,
+    markdown_path,
+):
     """Encode/decode speed and peak memory per image, each configuration in a fresh process.
 
     Default image: kodim01 from ../shared/data/kodak, else a synthetic 768x512 image. Learned
@@ -261,20 +526,43 @@ def bench(images, repeat, json_path, codecs, weights, threads, no_cuda):
     rows = []
     cuda_available = False
 
-    def run(codec, device, image):
+    def run(codec, device, image, checkout=None):
+        if not image.startswith("synthetic:"):
+            image = str(Path(image).resolve())  # a --compare-with checkout runs in its own directory
         config = {"codec": codec, "device": device, "image": image, "repeat": repeat, "threads": threads}
         if codec.startswith("ugicm"):
-            config["weights"] = model["path"]
-        click.echo(f"bench: {codec_label(codec)} on {device}, {image_label(image)} …", err=True)
-        row = run_configuration(config)
+            # The same process also decodes the image with CompressAI's hyperprior (bmshj2018).
+            config.update(weights=model["path"], precision=precision, with_compressai=True)
+        version = "before" if checkout else "after"
+        click.echo(
+            f"bench: {codec_label(codec)} on {device}, {image_label(image)}"
+            + (f" ({checkout})" if checkout else "")
+            + " …",
+            err=True,
+        )
+        row = run_configuration(config, checkout=checkout)
+        row["version"] = version
         if "error" in row:
             click.echo(f"ugicm: error: {codec} on {device}, {image_label(image)}: {row['error']}", err=True)
         rows.append(row)
         return row
 
+    startup_rows = {}
     try:
+        if startup:
+            import tempfile
+
+            from .bench import startup_lines
+
+            work = Path(tempfile.mkdtemp(prefix="ugicm-bench-"))
+            for version, checkout in (("after", None), ("before", compare_with)):
+                if version == "after" or checkout:
+                    click.echo(f"bench: start-up lines ({version}) …", err=True)
+                    startup_rows[version] = startup_lines(work, repeat, checkout)
         for image in inputs:
             for codec in chosen:
+                if compare_with and codec.startswith("ugicm"):
+                    run(codec, "cpu", image, compare_with)
                 row = run(codec, "cpu", image)
                 cuda_available = cuda_available or bool(row.get("cuda_available"))
         if cuda_available and not no_cuda:
@@ -289,19 +577,39 @@ def bench(images, repeat, json_path, codecs, weights, threads, no_cuda):
     if json_path:
         import platform
 
-        report = {"repeat": repeat, "threads_requested": threads,
-                  "host": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                           "python": platform.python_version()},
-                  "results": rows,
-                  "notes": ["times: median of the timed runs after one warm-up run",
-                            "bmshj2018: CompressAI bmshj2018_hyperprior(quality=4, pretrained=False), random "
-                            "weights: its timing is real, its bpp is meaningless",
-                            "peak_rss_mib: the whole process; coding_rss_mib: rise of the peak while coding"]}
+        report = {
+            "repeat": repeat,
+            "threads_requested": threads,
+            "precision": precision,
+            "compare_with": compare_with,
+            "startup": startup_rows,
+            "host": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+            },
+            "results": rows,
+            "notes": [
+                "times: median of the timed runs after one warm-up run",
+                "bmshj2018: CompressAI bmshj2018_hyperprior(quality=4, pretrained=False), random "
+                "weights: its timing is real, its bpp is meaningless",
+                "peak_rss_mib: the whole process; coding_rss_mib: rise of the peak while coding",
+            ],
+        }
         try:
             json_path.write_text(json.dumps(report, indent=1) + "\n")
         except OSError as e:
             _fail(f"cannot write {json_path}: {e.strerror or e}", EXIT_FAILED)
         click.echo(str(json_path), err=True)
+    if markdown_path:
+        from .bench import markdown_report
+
+        command = "ugicm bench " + " ".join(sys.argv[2:])
+        try:
+            markdown_path.write_text(markdown_report(rows, startup_rows, command))
+        except OSError as e:
+            _fail(f"cannot write {markdown_path}: {e.strerror or e}", EXIT_FAILED)
+        click.echo(str(markdown_path), err=True)
     sys.exit(EXIT_FAILED if any("error" in r for r in rows) else 0)
 
 
@@ -311,23 +619,53 @@ def _print_bench_table(rows: list[dict], repeat: int) -> None:
 
     from .bench import image_label
 
-    table = Table(title="ugicm bench", caption=(
-        f"median of {repeat} timed run(s) after one warm-up · RSS: peak of the whole process, Δ: its rise "
-        "while coding · * CompressAI bmshj2018_hyperprior(quality=4) with random weights: timing only, "
-        "its bpp means nothing"))
-    for name in ("image", "size", "codec", "device", "threads", "encode s", "decode s", "enc MP/s",
-                 "dec MP/s", "bpp", "RSS MiB", "Δ MiB", "GPU MiB"):
-        table.add_column(name, justify="left" if name in ("image", "codec", "device") else "right", no_wrap=True)
+    table = Table(
+        title="ugicm bench",
+        caption=(
+            f"median of {repeat} timed run(s) after one warm-up · RSS: peak of the whole process, Δ: its rise "
+            "while coding · * CompressAI bmshj2018_hyperprior(quality=4) with random weights: timing only, "
+            "its bpp means nothing"
+        ),
+    )
+    for name in (
+        "image",
+        "size",
+        "codec",
+        "device",
+        "threads",
+        "encode s",
+        "decode s",
+        "enc MP/s",
+        "dec MP/s",
+        "bpp",
+        "RSS MiB",
+        "Δ MiB",
+        "GPU MiB",
+    ):
+        table.add_column(
+            name, justify="left" if name in ("image", "codec", "device") else "right", no_wrap=True
+        )
     for r in rows:
         codec = "bmshj2018 q4 *" if r["codec"] == "bmshj2018" else r["codec"]
+        codec += " (before)" if r.get("version") == "before" else ""
         if "error" in r:
             table.add_row(image_label(r["image"]), "", codec, r["device"], "", "error: " + r["error"])
             continue
         table.add_row(
-            image_label(r["image"]), f"{r['width']}x{r['height']}", codec, r["device"], str(r["threads"]),
-            f"{r['encode_s']:.3f}", f"{r['decode_s']:.3f}", f"{r['encode_mp_per_s']:.2f}",
-            f"{r['decode_mp_per_s']:.2f}", f"{r['bpp']:.3f}", f"{r['peak_rss_mib']:.0f}",
-            f"{r['coding_rss_mib']:.0f}", f"{r['cuda_peak_mib']:.0f}" if "cuda_peak_mib" in r else "–")
+            image_label(r["image"]),
+            f"{r['width']}x{r['height']}",
+            codec,
+            r["device"],
+            str(r["threads"]),
+            f"{r['encode_s']:.3f}",
+            f"{r['decode_s']:.3f}",
+            f"{r['encode_mp_per_s']:.2f}",
+            f"{r['decode_mp_per_s']:.2f}",
+            f"{r['bpp']:.3f}",
+            f"{r['peak_rss_mib']:.0f}",
+            f"{r['coding_rss_mib']:.0f}",
+            f"{r['cuda_peak_mib']:.0f}" if "cuda_peak_mib" in r else "–",
+        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # piped: no terminal width to fit, keep rows on one line

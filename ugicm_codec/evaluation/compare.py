@@ -1,8 +1,8 @@
-"""How sure is a difference between two weights' decodes? A paired bootstrap across two `ugicm eval`
-runs on the same images, for instance the machine decode of candidate weights against the shipped
-weights' (the README's "one machine decode against another" tables):
+"""``ugicm eval compare``: how sure is a difference between two weights' decodes? A paired bootstrap
+across two `ugicm eval` runs on the same images, for instance the machine decode of candidate
+weights against the shipped weights':
 
-    python scripts/compare_decodes.py runs/eval-imagenet-c2 ugicm/machine runs/eval-imagenet-h ugicm/machine
+    ugicm eval compare runs/eval-imagenet-c2 ugicm/machine runs/eval-imagenet-h ugicm/machine
 
 For every task metric both runs scored, at every setting where both have every image, it prints
 B − A in points with its 95 % interval and the share of draws where B is not ahead, and the same
@@ -14,25 +14,26 @@ whether new weights read better or worse than the old ones.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from ugicm_codec.evaluation import records as records_io
-from ugicm_codec.evaluation import tasks as task_registry
-from ugicm_codec.evaluation.paired import draw_weights, paired_differences
-from ugicm_codec.evaluation.runner import ugicm_coder
+from . import records as records_io
+from . import tasks as task_registry
+from .paired import draw_weights, paired_differences
+from .report import ReportError, results_file
+from .runner import ugicm_coder
 
 
 def _outcomes(run_dir: Path, curve: str) -> tuple[dict, dict]:
     """(results.json, {(image, setting): record}) of one run, for the records of ``curve`` made
     by that run's weights (a run directory may hold records of several)."""
-    path = run_dir / "results.json"
-    if not path.is_file():
-        raise SystemExit(f"compare_decodes.py: error: {run_dir}: no results.json there (an `ugicm eval --out` folder?)")
+    path = results_file(run_dir)
+    run_dir = path.parent
     results = json.loads(path.read_text())
     ugicm = results.get("ugicm") or {}
-    coder = ugicm_coder(ugicm["model"], ugicm["weights_sha256"], ugicm.get("refine_steps", 0)) if curve.startswith("ugicm/") else None
+    coder = None
+    if curve.startswith("ugicm/"):
+        coder = ugicm_coder(ugicm["model"], ugicm["weights_sha256"], ugicm.get("refine_steps", 0))
     chosen = {}
     for record in records_io.load(run_dir).values():
         if record["curve"] == curve and (coder is None or record["coder"] == coder):
@@ -40,13 +41,17 @@ def _outcomes(run_dir: Path, curve: str) -> tuple[dict, dict]:
     return results, chosen
 
 
-def compare(dir_a: Path, curve_a: str, dir_b: Path, curve_b: str,
-            models_dir: Path = task_registry.MODELS_DIR) -> list[dict]:
+def compare(
+    dir_a: Path, curve_a: str, dir_b: Path, curve_b: str, models_dir: Path | None = None
+) -> list[dict]:
+    """Rows of B − A per task metric and setting (and their mean), with the paired bootstrap interval.
+    ``models_dir``: the downstream models (default: the shared folder's)."""
+    models_dir = models_dir or task_registry.MODELS_DIR
     results_a, a = _outcomes(dir_a, curve_a)
     results_b, b = _outcomes(dir_b, curve_b)
     images = results_a["images"]
     if images != results_b["images"]:
-        raise SystemExit("the two runs were made on different images")
+        raise ReportError("the two runs were made on different images")
     folder = Path(results_a["folder"])
     weights = draw_weights(len(images))
     settings_seen = sorted({s for _, s in a} & {s for _, s in b}, key=lambda s: float(s[1:]))  # "q40"
@@ -60,7 +65,7 @@ def compare(dir_a: Path, curve_a: str, dir_b: Path, curve_b: str,
             if not all(r is not None and name in r.get("tasks", {}) for side in pair for r in side):
                 continue
             if any(ra["image_sha256"] != rb["image_sha256"] for ra, rb in zip(*pair)):
-                raise SystemExit(f"{setting}: the two runs read different image files")
+                raise ReportError(f"{setting}: the two runs read different image files")
             settings[setting] = tuple([r["tasks"][name] for r in side] for side in pair)
             points[setting] = tuple(task.summarise(side) for side in settings[setting])
         task_rows = paired_differences(task, settings, weights)
@@ -70,30 +75,26 @@ def compare(dir_a: Path, curve_a: str, dir_b: Path, curve_b: str,
                 row["difference"] = second[row["metric"]] - first[row["metric"]]
         for row in task_rows:
             if row["setting"] == "mean":
-                each = [r["difference"] for r in task_rows if r["metric"] == row["metric"] and "difference" in r]
+                each = [
+                    r["difference"] for r in task_rows if r["metric"] == row["metric"] and "difference" in r
+                ]
                 row["difference"] = sum(each) / len(each)
         rows += sorted(task_rows, key=lambda r: r["metric"])  # stable: the settings stay in order
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_a", type=Path)
-    parser.add_argument("curve_a", help="e.g. ugicm/human, ugicm/machine, webp")
-    parser.add_argument("run_b", type=Path)
-    parser.add_argument("curve_b")
-    parser.add_argument("--models", type=Path, default=task_registry.MODELS_DIR)
-    args = parser.parse_args()
-    rows = compare(args.run_a, args.curve_a, args.run_b, args.curve_b, args.models)
-    print(f"B − A: {args.run_b} {args.curve_b} − {args.run_a} {args.curve_a}")
-    print("| task metric | setting | B − A | 95 % interval (paired bootstrap) | draws where B ≤ A |")
-    print("|---|---|---|---|---|")
-    points = lambda v: "" if v is None else f"{100 * v:+.1f}"  # noqa: E731
+def table(rows: list[dict], title: str) -> list[str]:
+    """The rows of ``compare`` as a Markdown table under a one-line title."""
+    lines = [
+        title,
+        "",
+        "| task metric | setting | B − A | 95 % interval (paired bootstrap) | draws where B ≤ A |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
+        difference = r.get("difference")
+        points = "" if difference is None else f"{100 * difference:+.1f}"
         interval = "–" if r["low"] is None else f"{100 * r['low']:+.1f} … {100 * r['high']:+.1f}"
         share = "–" if r["not_above"] is None else f"{100 * r['not_above']:.1f} %"
-        print(f"| {r['task']} {r['metric']} | {r['setting']} | {points(r.get('difference'))} | {interval} | {share} |")
-
-
-if __name__ == "__main__":
-    main()
+        lines.append(f"| {r['task']} {r['metric']} | {r['setting']} | {points} | {interval} | {share} |")
+    return lines

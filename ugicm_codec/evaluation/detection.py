@@ -52,12 +52,16 @@ class CocoDetection(Task):
         n_classes = self._session_for_run().get_outputs()[0].shape[-1] - 5
         labels = find_beside(images, "labels")
         if labels is None:
-            raise TaskError("detection needs YOLO-format boxes in a labels/ folder beside the images or their folder")
+            raise TaskError(
+                "detection needs YOLO-format boxes in a labels/ folder beside the images or their folder"
+            )
         # An image without a label file has no objects (YOLO convention): its detections are false positives.
         self.truth = {p.name: read_yolo_labels(labels / f"{p.stem}.txt") for p in images}
         used = {int(row[0]) for rows in self.truth.values() for row in rows}
         if used and not 0 <= min(used) <= max(used) < n_classes:
-            raise TaskError(f"detection: labels in {labels} use class ids outside the model's 0-{n_classes - 1}")
+            raise TaskError(
+                f"detection: labels in {labels} use class ids outside the model's 0-{n_classes - 1}"
+            )
 
     def measure(self, image: Path, rgb: np.ndarray) -> dict:
         canvas, ratio = letterbox(rgb, INPUT_SIDE)
@@ -65,9 +69,14 @@ class CocoDetection(Task):
         raw = session.run(None, {session.get_inputs()[0].name: canvas})[0][0]
         height, width = rgb.shape[:2]
         found = select_detections(decode_outputs(raw, INPUT_SIDE, STRIDES), ratio, width, height)
-        return {"image": image.name, "width": width, "height": height,
-                "detections": [[round(float(v), 2) for v in d[:4]] + [round(float(d[4]), 5), int(d[5])]
-                               for d in found]}
+        return {
+            "image": image.name,
+            "width": width,
+            "height": height,
+            "detections": [
+                [round(float(v), 2) for v in d[:4]] + [round(float(d[4]), 5), int(d[5])] for d in found
+            ],
+        }
 
     def summarise(self, outcomes: list[dict]) -> dict[str, float]:
         known = [o for o in outcomes if o.get("image") in self.truth]
@@ -88,7 +97,9 @@ class CocoDetection(Task):
             options = ort.SessionOptions()
             # One thread per worker, as for the other tasks: --jobs is how an evaluation goes wide.
             options.intra_op_num_threads = options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(
+                str(self.model_path), options, providers=["CPUExecutionProvider"]
+            )
         return self._session
 
 
@@ -102,7 +113,7 @@ def letterbox(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     size = (int(width * ratio), int(height * ratio))  # YOLOX truncates, as here
     resized = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
     canvas = np.full((side, side, 3), PAD_VALUE, dtype=np.float32)
-    canvas[:size[1], :size[0]] = resized[:, :, ::-1]  # RGB -> BGR
+    canvas[: size[1], : size[0]] = resized[:, :, ::-1]  # RGB -> BGR
     return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]), ratio
 
 
@@ -121,16 +132,24 @@ def decode_outputs(raw: np.ndarray, side: int, strides=STRIDES) -> np.ndarray:
     """Raw [N, 5 + classes] rows -> the same rows with cx, cy, w, h in input pixels."""
     cells, cell_strides = grid_cells(side, strides)
     if raw.shape[0] != len(cells):
-        raise TaskError(f"detection: model gives {raw.shape[0]} boxes, expected {len(cells)} for a {side}-pixel input")
+        raise TaskError(
+            f"detection: model gives {raw.shape[0]} boxes, expected {len(cells)} for a {side}-pixel input"
+        )
     decoded = raw.astype(np.float32, copy=True)
     decoded[:, :2] = (decoded[:, :2] + cells) * cell_strides
     decoded[:, 2:4] = np.exp(decoded[:, 2:4]) * cell_strides
     return decoded
 
 
-def select_detections(decoded: np.ndarray, ratio: float, width: int, height: int,
-                      confidence: float = CONFIDENCE_THRESHOLD, iou: float = NMS_IOU,
-                      keep: int = MAX_DETECTIONS) -> np.ndarray:
+def select_detections(
+    decoded: np.ndarray,
+    ratio: float,
+    width: int,
+    height: int,
+    confidence: float = CONFIDENCE_THRESHOLD,
+    iou: float = NMS_IOU,
+    keep: int = MAX_DETECTIONS,
+) -> np.ndarray:
     """Decoded rows -> [x1, y1, x2, y2, score, class] in original-image pixels, best first."""
     import torch
     from torchvision.ops import batched_nms
@@ -182,7 +201,9 @@ def coco_map(outcomes: list[dict], truth: dict[str, list[list[float]]]) -> dict[
     return {"map50": float(evaluation.stats[1]), "map50_95": float(evaluation.stats[0])}
 
 
-def resampled_map(outcomes: list[dict], truth: dict[str, list[list[float]]], weights: np.ndarray) -> dict[str, np.ndarray]:
+def resampled_map(
+    outcomes: list[dict], truth: dict[str, list[list[float]]], weights: np.ndarray
+) -> dict[str, np.ndarray]:
     """``coco_map`` of resampled image sets: ``weights`` (resamples × images) says how many
     times each outcome's image is drawn. Each image's matches are COCOeval's own (its
     ``evaluate()``, once); only the accumulation is redone, vectorised over resamples, with an
@@ -199,7 +220,9 @@ def resampled_map(outcomes: list[dict], truth: dict[str, list[list[float]]], wei
     present = np.zeros((len(weights), 1))
     for k in range(len(params.catIds)):
         # Area range "all" (index 0) and maxDets 100, the figures coco_map reports.
-        found = [(i, e) for i in range(images) if (e := evaluation.evalImgs[k * areas * images + i]) is not None]
+        found = [
+            (i, e) for i in range(images) if (e := evaluation.evalImgs[k * areas * images + i]) is not None
+        ]
         if not found:
             continue
         positives = np.zeros(images)
@@ -211,8 +234,9 @@ def resampled_map(outcomes: list[dict], truth: dict[str, list[list[float]]], wei
         matched = np.concatenate([e["dtMatches"] for _, e in found], axis=1)[:, order] > 0
         ignored = np.concatenate([e["dtIgnore"] for _, e in found], axis=1)[:, order] > 0
         objects = weights @ positives
-        ap = _weighted_average_precision(weights[:, image_index], matched & ~ignored, ~ignored,
-                                         objects, params.recThrs)
+        ap = _weighted_average_precision(
+            weights[:, image_index], matched & ~ignored, ~ignored, objects, params.recThrs
+        )
         has_objects = (objects > 0)[:, None]
         ap_sum += np.where(has_objects, ap, 0.0)
         present += has_objects
@@ -221,12 +245,14 @@ def resampled_map(outcomes: list[dict], truth: dict[str, list[list[float]]], wei
     return {"map50": mean_ap[:, 0], "map50_95": mean_ap.mean(axis=1)}
 
 
-def _weighted_average_precision(weights, true_positive, counted, objects, recall_thresholds,
-                                chunk: int = 256) -> np.ndarray:
+def _weighted_average_precision(
+    weights, true_positive, counted, objects, recall_thresholds, chunk: int = 256
+) -> np.ndarray:
     """COCOeval.accumulate's interpolated AP of one category, per resample (rows of ``weights``,
     one column per detection, sorted by falling score) and IoU threshold (rows of the match
-    tables; ``counted``: the detections not ignored): precision made monotone from the right, read at the first detection whose recall
-    reaches each threshold, 0 past the last. Returns resamples × thresholds.
+    tables; ``counted``: the detections not ignored): precision made monotone from the right,
+    read at the first detection whose recall reaches each threshold, 0 past the last. Returns
+    resamples × thresholds.
 
     Only the true positives are visited: recall rises only there, so every threshold is first
     reached at one, and the precision after a true positive only falls until the next, so the
@@ -235,8 +261,8 @@ def _weighted_average_precision(weights, true_positive, counted, objects, recall
     thresholds = np.asarray(recall_thresholds)
     out = np.zeros((rows, true_positive.shape[0]))
     for start in range(0, rows, chunk):
-        w = weights[start:start + chunk]
-        n = np.maximum(objects[start:start + chunk, None], np.finfo(float).tiny)
+        w = weights[start : start + chunk]
+        n = np.maximum(objects[start : start + chunk, None], np.finfo(float).tiny)
         shared = np.cumsum(w * counted[0], axis=1)
         for t, hits in enumerate(true_positive):
             if not hits.any():
@@ -246,7 +272,7 @@ def _weighted_average_precision(weights, true_positive, counted, objects, recall
             recall = tp / n
             precision = tp / (counts[:, hits] + np.spacing(1))
             envelope = np.flip(np.maximum.accumulate(np.flip(precision, 1), axis=1), 1)
-            out[start:start + chunk, t] = _read_at_recalls(recall, envelope, thresholds).mean(axis=1)
+            out[start : start + chunk, t] = _read_at_recalls(recall, envelope, thresholds).mean(axis=1)
     return out
 
 
@@ -280,11 +306,25 @@ def _evaluated(outcomes: list[dict], truth: dict[str, list[list[float]]]):
         images.append({"id": image_id, "width": width, "height": height})
         for cls, cx, cy, w, h in truth[outcome["image"]]:
             box = [(cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height]
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls) + 1,
-                                "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(cls) + 1,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
         for x1, y1, x2, y2, score, cls in outcome["detections"]:
-            results.append({"image_id": image_id, "category_id": int(cls) + 1,
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(cls) + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": score,
+                }
+            )
     if not annotations:
         return None
     if not results:
@@ -292,8 +332,11 @@ def _evaluated(outcomes: list[dict], truth: dict[str, list[list[float]]]):
     n_classes = max(a["category_id"] for a in annotations + results)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         ground = COCO()
-        ground.dataset = {"images": images, "annotations": annotations,
-                          "categories": [{"id": k} for k in range(1, n_classes + 1)]}
+        ground.dataset = {
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": k} for k in range(1, n_classes + 1)],
+        }
         ground.createIndex()
         evaluation = COCOeval(ground, ground.loadRes(results), "bbox")
         evaluation.evaluate()

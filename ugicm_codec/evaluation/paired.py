@@ -36,8 +36,9 @@ def percentile_interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float,
     return float(low), float(high)
 
 
-def paired_differences(task, settings: dict[str, tuple[list[dict], list[dict]]], weights: np.ndarray,
-                       level: float = LEVEL) -> list[dict]:
+def paired_differences(
+    task, settings: dict[str, tuple[list[dict], list[dict]]], weights: np.ndarray, level: float = LEVEL
+) -> list[dict]:
     """Intervals of second − first for each of ``task``'s metrics, at each setting and for their
     mean. ``settings`` maps a setting to (first, second): the two decodes' outcomes, both in the
     order of ``weights``' columns."""
@@ -57,7 +58,14 @@ def paired_differences(task, settings: dict[str, tuple[list[dict], list[dict]]],
 def _row(setting: str, task: str, metric: str, difference: np.ndarray, level: float) -> dict:
     low, high = percentile_interval(difference, level)
     finite = difference[np.isfinite(difference)]
-    return {"setting": setting, "task": task, "metric": metric, "level": level, "low": low, "high": high,
-            # The share of draws where the second decode is not ahead: small when it truly is.
-            "not_above": float(np.mean(finite <= 0)) if len(finite) else None,
-            "resamples": int(len(finite))}
+    return {
+        "setting": setting,
+        "task": task,
+        "metric": metric,
+        "level": level,
+        "low": low,
+        "high": high,
+        # The share of draws where the second decode is not ahead: small when it truly is.
+        "not_above": float(np.mean(finite <= 0)) if len(finite) else None,
+        "resamples": int(len(finite)),
+    }

@@ -10,7 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from .runner import ORIGINAL
-from .summary import task_metric_names
+
+
+def task_metric_names(results) -> list[tuple[str, str]]:
+    """(task, metric) pairs present in any curve point, in order of appearance."""
+    names = []
+    for points in results["curves"].values():
+        for p in points:
+            for task, figures in p.get("tasks", {}).items():
+                names += [(task, m) for m in figures if m != "n" and (task, m) not in names]
+    return names
 
 
 def plot_curves(results: dict, out: Path) -> list[Path]:
@@ -25,9 +34,15 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
         axes.append((f"{task}.{metric}", f"{task} {metric}", f"rate_{task}_{metric}.png"))
     for key, label, file_name in axes:
         fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
-        measured = {c: [(p["bpp"], _value(p, key)) for p in pts
-                        if p.get("bpp") is not None and _value(p, key) is not None]
-                    for c, pts in results["curves"].items() if c != ORIGINAL}
+        measured = {
+            c: [
+                (p["bpp"], _value(p, key))
+                for p in pts
+                if p.get("bpp") is not None and _value(p, key) is not None
+            ]
+            for c, pts in results["curves"].items()
+            if c != ORIGINAL
+        }
         measured = {c: xy for c, xy in measured.items() if xy}
         if not measured:
             plt.close(fig)
@@ -43,8 +58,13 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
                     continue
                 visible_y += [y for _, y in shown]
                 name = anchor["name"].split(" (")[0]  # drop the source note some names carry
-                ax.plot(*zip(*_clip(xy, x_max)), linestyle="--", linewidth=0.9, color=faint(2 * (i % 10) + 1),
-                        label=f"{name} (published)")
+                ax.plot(
+                    *zip(*_clip(xy, x_max)),
+                    linestyle="--",
+                    linewidth=0.9,
+                    color=faint(2 * (i % 10) + 1),
+                    label=f"{name} (published)",
+                )
         strong = plt.get_cmap("tab10")
         for i, (curve, xy) in enumerate(measured.items()):
             ax.plot(*zip(*xy), marker="o", markersize=3.5, linewidth=1.8, color=strong(i % 10), label=curve)

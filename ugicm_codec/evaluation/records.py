@@ -88,6 +88,7 @@ def _lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise RecordsBusy(f"another ugicm eval is writing {path.parent}; "
-                              "wait for it or use another --out") from None
+            raise RecordsBusy(
+                f"another ugicm eval is writing {path.parent}; wait for it or use another --out"
+            ) from None
     return handle

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UgicmError, WeightsError
+from ..preferences import parse_preference, preference_tag
 from . import baselines as baseline_codecs
 from .records import RecordLog
 from .tasks import Task
@@ -28,7 +29,6 @@ from .tasks import Task
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 UGICM = "ugicm"
 ORIGINAL = "original"  # task scores on the uncompressed images: the ceiling for every codec
-PREFERENCE_NAMES = {"human": 0.0, "machine": 1.0}
 
 
 @dataclass(frozen=True)
@@ -50,19 +50,9 @@ def parse_preferences(text: str) -> list[Preference]:
     for item in (s.strip() for s in text.split(",")):
         if not item:
             continue
-        if item.lower() in PREFERENCE_NAMES:
-            pref = Preference(item.lower(), PREFERENCE_NAMES[item.lower()])
-        else:
-            try:
-                beta = float(item)
-            except ValueError:
-                raise ValueError(f"preference must be human, machine or a number in [0, 1], not {item!r}") from None
-            if not 0.0 <= beta <= 1.0:
-                raise ValueError(f"preference must be in [0, 1], not {beta:g}")
-            names = {v: k for k, v in PREFERENCE_NAMES.items()}
-            pref = Preference(names.get(beta, f"p{beta:g}"), beta)
-        if pref.beta not in [p.beta for p in out]:
-            out.append(pref)
+        beta = parse_preference(item)
+        if beta not in [p.beta for p in out]:
+            out.append(Preference(preference_tag(beta), beta))
     return out
 
 
@@ -177,7 +167,9 @@ class Worker:
         if self._codec is None:
             from ..codec import Codec
 
-            self._codec = Codec(weights=self.plan.model["path"], device=self.plan.device, threads=self.plan.threads)
+            self._codec = Codec(
+                weights=self.plan.model["path"], device=self.plan.device, threads=self.plan.threads
+            )
         return self._codec
 
     def run(self, unit: Unit) -> list[dict]:
@@ -185,9 +177,15 @@ class Worker:
 
         path = self.plan.folder / unit.image
         original = load_rgb(path.read_bytes())
-        base = {"image": unit.image, "image_sha256": self.plan.image_digests[unit.image],
-                "setting": unit.setting, "quality": unit.quality, "coder": self.plan.coder(unit.codec),
-                "width": int(original.shape[1]), "height": int(original.shape[0])}
+        base = {
+            "image": unit.image,
+            "image_sha256": self.plan.image_digests[unit.image],
+            "setting": unit.setting,
+            "quality": unit.quality,
+            "coder": self.plan.coder(unit.codec),
+            "width": int(original.shape[1]),
+            "height": int(original.shape[0]),
+        }
         if unit.codec == ORIGINAL:
             return [{**base, "curve": ORIGINAL, "tasks": self._tasks(path, original)}]
         if unit.codec == UGICM:
@@ -205,9 +203,21 @@ class Worker:
             start = time.perf_counter()
             decoded, _ = codec.decode_array(parsed, pref.beta)
             decode_s = time.perf_counter() - start
-            records.append(self._measure(
-                {**base, "curve": f"{UGICM}/{pref.label}", "prefer": pref.beta, "rate_level": encoded.level},
-                original, decoded, len(encoded.data), encoded.seconds, decode_s))
+            records.append(
+                self._measure(
+                    {
+                        **base,
+                        "curve": f"{UGICM}/{pref.label}",
+                        "prefer": pref.beta,
+                        "rate_level": encoded.level,
+                    },
+                    original,
+                    decoded,
+                    len(encoded.data),
+                    encoded.seconds,
+                    decode_s,
+                )
+            )
         return records
 
     def _run_baseline(self, unit, original, base) -> list[dict]:
@@ -219,16 +229,24 @@ class Worker:
         start = time.perf_counter()
         decoded = codec.decode(data)
         decode_s = time.perf_counter() - start
-        return [self._measure({**base, "curve": unit.codec}, original, decoded, len(data), encode_s, decode_s)]
+        return [
+            self._measure({**base, "curve": unit.codec}, original, decoded, len(data), encode_s, decode_s)
+        ]
 
     def _measure(self, record, original, decoded, size, encode_s, decode_s) -> dict:
         from .metrics import ms_ssim, psnr
 
         path = self.plan.folder / record["image"]
-        return {**record, "bytes": size, "bpp": size * 8 / (original.shape[0] * original.shape[1]),
-                "psnr": psnr(original, decoded), "ms_ssim": ms_ssim(original, decoded),
-                "encode_s": round(encode_s, 4), "decode_s": round(decode_s, 4),
-                "tasks": self._tasks(path, decoded)}
+        return {
+            **record,
+            "bytes": size,
+            "bpp": size * 8 / (original.shape[0] * original.shape[1]),
+            "psnr": psnr(original, decoded),
+            "ms_ssim": ms_ssim(original, decoded),
+            "encode_s": round(encode_s, 4),
+            "decode_s": round(decode_s, 4),
+            "tasks": self._tasks(path, decoded),
+        }
 
     def _tasks(self, path: Path, rgb: np.ndarray) -> dict:
         return {task.name: task.measure(path, rgb) for task in self.plan.tasks}
@@ -283,8 +301,13 @@ def _pool_attempt(unit: Unit) -> tuple[str, object]:
     return _attempt(_POOL_WORKER, unit)
 
 
-def execute(plan: EvalPlan, log: RecordLog, units: list[Unit],
-            done: Callable[[Unit, list[dict]], None], failed: Callable[[Unit, str], None]) -> None:
+def execute(
+    plan: EvalPlan,
+    log: RecordLog,
+    units: list[Unit],
+    done: Callable[[Unit, list[dict]], None],
+    failed: Callable[[Unit, str], None],
+) -> None:
     """Runs ``units``, appending their records to ``log``; calls ``done``/``failed`` per unit."""
 
     def handle(unit, status, payload):
@@ -308,7 +331,9 @@ def execute(plan: EvalPlan, log: RecordLog, units: list[Unit],
 
     # spawn, not fork: forking a process that has started torch's thread pools can deadlock.
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=plan.jobs, mp_context=context, initializer=_pool_init, initargs=(plan,))
+    pool = ProcessPoolExecutor(
+        max_workers=plan.jobs, mp_context=context, initializer=_pool_init, initargs=(plan,)
+    )
     try:
         futures = {pool.submit(_pool_attempt, unit): unit for unit in units}
         for future in as_completed(futures):

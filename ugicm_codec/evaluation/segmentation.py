@@ -32,8 +32,14 @@ PAD_VALUE = 128
 IGNORE = 255  # label of pixels left out of the confusion matrix, as in VOC's own ground truth
 UNLABELED = 0  # COCO panoptic id of pixels in no segment
 # VOC label -> COCO category name, where they differ only in spelling.
-VOC_TO_COCO_NAMES = {"aeroplane": "airplane", "motorbike": "motorcycle", "diningtable": "dining table",
-                     "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
+VOC_TO_COCO_NAMES = {
+    "aeroplane": "airplane",
+    "motorbike": "motorcycle",
+    "diningtable": "dining table",
+    "pottedplant": "potted plant",
+    "sofa": "couch",
+    "tvmonitor": "tv",
+}
 REFERENCE_CACHE = 4  # originals' predictions kept per worker; the runner takes an image's units together
 
 
@@ -46,7 +52,9 @@ class VocSegmentation(Task):
         self.masks: dict[str, Path] = {}  # image name -> its ground-truth mask
         self.lookup: np.ndarray | None = None  # COCO panoptic id -> VOC class, or IGNORE
         self._interpreter = None
-        self._references: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()  # path -> (labels, image)
+        self._references: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = (
+            OrderedDict()
+        )  # path -> (labels, image)
 
     def __getstate__(self):  # workers build their own interpreter and cache
         return {**self.__dict__, "_interpreter": None, "_references": OrderedDict()}
@@ -59,8 +67,10 @@ class VocSegmentation(Task):
         self.masks, self.lookup = {}, None
         if masks is None:
             return  # agreement with the original's prediction still works without ground truth
-        classes_file = next((f for f in (masks / "mask-classes.yaml", masks.parent / "mask-classes.yaml")
-                             if f.is_file()), None)
+        classes_file = next(
+            (f for f in (masks / "mask-classes.yaml", masks.parent / "mask-classes.yaml") if f.is_file()),
+            None,
+        )
         if classes_file is None:
             raise TaskError(f"segmentation: {masks} has no mask-classes.yaml beside it to name its ids")
         self.lookup = voc_lookup(read_mask_classes(classes_file), voc)
@@ -96,7 +106,9 @@ class VocSegmentation(Task):
         figures = {}
         with_masks = [i for i, o in enumerate(outcomes) if o.get("truth") is not None]
         if with_masks:
-            figures["miou"] = resampled_mean_iou([outcomes[i]["truth"] for i in with_masks], weights[:, with_masks])
+            figures["miou"] = resampled_mean_iou(
+                [outcomes[i]["truth"] for i in with_masks], weights[:, with_masks]
+            )
         figures["agreement_miou"] = resampled_mean_iou([o["agreement"] for o in outcomes], weights)
         return figures
 
@@ -114,7 +126,9 @@ class VocSegmentation(Task):
 
     def _predict(self, rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         if self._interpreter is None:
-            self._interpreter = tflite_interpreter_class(self.name)(model_path=str(self.model_path), num_threads=1)
+            self._interpreter = tflite_interpreter_class(self.name)(
+                model_path=str(self.model_path), num_threads=1
+            )
             self._interpreter.allocate_tensors()
         it = self._interpreter
         side = int(it.get_input_details()[0]["shape"][1])
@@ -122,7 +136,7 @@ class VocSegmentation(Task):
         it.set_tensor(it.get_input_details()[0]["index"], canvas[None])
         it.invoke()
         labels = it.get_tensor(it.get_output_details()[0]["index"])[0]
-        return labels_to_size(labels[:valid[0], :valid[1]], shape)
+        return labels_to_size(labels[: valid[0], : valid[1]], shape)
 
 
 # ------------------------------------------------------------------------------- pixels
@@ -135,7 +149,7 @@ def fit_and_pad(rgb: np.ndarray, side: int) -> tuple[np.ndarray, tuple[int, int]
     ratio = side / max(height, width)
     size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
     canvas = np.full((side, side, 3), PAD_VALUE, dtype=np.uint8)
-    canvas[:size[1], :size[0]] = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    canvas[: size[1], : size[0]] = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
     return canvas, (size[1], size[0])
 
 
@@ -228,4 +242,6 @@ def mean_ious(confusions: np.ndarray) -> np.ndarray:
     union = confusions.sum(axis=-2) + confusions.sum(axis=-1) - true_positive
     present = union > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(present, true_positive / np.where(present, union, 1), 0.0).sum(axis=-1) / present.sum(axis=-1)
+        return np.where(present, true_positive / np.where(present, union, 1), 0.0).sum(axis=-1) / present.sum(
+            axis=-1
+        )

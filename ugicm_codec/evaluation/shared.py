@@ -1,14 +1,14 @@
-"""Where the project's read-only shared inputs live: ``../shared`` next to the repository root.
+"""The shared inputs evaluation reads (test images, published anchors, downstream models).
 
-It holds test images, published anchor figures and the downstream models. Nothing there is
-copied into the repository; every use has to cope with it being absent.
+Where the shared folder is looked for is decided once, by ``ugicm_codec.shared.shared_dir``; these
+are its subfolders, resolved when this module is first imported.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from ..shared import shared_dir
 
-SHARED_DIR = Path(__file__).resolve().parents[2].parent / "shared"
+SHARED_DIR = shared_dir()
 KODAK_DIR = SHARED_DIR / "data" / "kodak"
 KODAK_ANCHORS_DIR = SHARED_DIR / "anchors" / "kodak"
 MODELS_DIR = SHARED_DIR / "models"

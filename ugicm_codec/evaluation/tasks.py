@@ -97,18 +97,23 @@ class ImageNetClassification(Task):
             return {}
         w = np.asarray(weights, dtype=np.float64)[:, known]
         hits = lambda rule: w @ np.array([rule(outcomes[i]) for i in known], dtype=np.float64) / w.sum(axis=1)  # noqa: E731
-        return {"top1": hits(lambda o: o["top5"][0] == o["label"]), "top5": hits(lambda o: o["label"] in o["top5"])}
+        return {
+            "top1": hits(lambda o: o["top5"][0] == o["label"]),
+            "top5": hits(lambda o: o["label"] in o["top5"]),
+        }
 
     def _scores(self, rgb: np.ndarray) -> np.ndarray:
         from PIL import Image
 
         if self._interpreter is None:
-            self._interpreter = tflite_interpreter_class(self.name)(model_path=str(self.model_path), num_threads=1)
+            self._interpreter = tflite_interpreter_class(self.name)(
+                model_path=str(self.model_path), num_threads=1
+            )
             self._interpreter.allocate_tensors()
         h, w = rgb.shape[:2]
         ch, cw = round(h * self.central_fraction), round(w * self.central_fraction)
         top, left = (h - ch) // 2, (w - cw) // 2
-        crop = Image.fromarray(rgb[top:top + ch, left:left + cw])
+        crop = Image.fromarray(rgb[top : top + ch, left : left + cw])
         x = np.asarray(crop.resize((self.input_side, self.input_side), Image.BILINEAR), dtype=np.uint8)
         it = self._interpreter
         it.set_tensor(it.get_input_details()[0]["index"], x[None])
@@ -181,9 +186,9 @@ def imagenet_label_indices(file_names: list[str], labels: list[str]) -> dict[str
     candidates: list[list[int]] = []
     for _, _, label in parsed:
         for match in (
-            lambda ns: ns[0] == label,
-            lambda ns: label in ns,
-            lambda ns: label.lower() in [n.lower() for n in ns],
+            lambda ns, label=label: ns[0] == label,
+            lambda ns, label=label: label in ns,
+            lambda ns, label=label: label.lower() in [n.lower() for n in ns],
         ):
             found = [i for i, ns in enumerate(lines) if ns and match(ns)]
             if found:

@@ -10,7 +10,7 @@ from .loop import Trainer
 def main(argv: list[str]) -> int:
     path = argv[0] if argv and "=" not in argv[0] else None
     overrides = {}
-    for item in argv[1 if path else 0:]:
+    for item in argv[1 if path else 0 :]:
         key, _, value = item.partition("=")
         try:  # numbers, booleans, lists as JSON; anything else is a string
             overrides[key] = json.loads(value)

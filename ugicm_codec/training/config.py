@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
+
+from ..shared import resolve
 
 STAGE2_SESSIONS = ("alternate", "human", "machine")
 # efficientnet-lite0: pooled features, the shipped weights' teacher; efficientnet-lite0-spatial: pooled
@@ -16,6 +19,7 @@ TEACHERS = ("efficientnet-lite0", "efficientnet-lite0-spatial", "clip")
 @dataclass
 class TrainConfig:
     arch: str = "ugicm-hpa-128-192-r10"
+    # "../shared/..." names the shared-inputs folder wherever ugicm_codec.shared.shared_dir() finds it.
     train: list[str] = field(default_factory=lambda: ["../shared/data/train"])
     val: str = "../shared/data/val"
     run_dir: str = "~/.cache/ugicm/runs/default"
@@ -36,7 +40,7 @@ class TrainConfig:
     level_focus: list[float] = field(default_factory=list)
     # Human sessions only until this step: the semantic loss pulls the shared decoder against MSE
     # while reconstructions are still poor, which slowed rate-distortion convergence several-fold
-    # in our CPU runs. A documented departure from the paper's schedule (0 disables it).
+    # (docs/training.md). A documented departure from the paper's schedule (0 disables it).
     machine_warmup_steps: int = 30_000
     # Stage 2: encoder, hyperprior and entropy model frozen; decoder fine-tuned.
     stage2_steps: int = 20_000
@@ -92,8 +96,8 @@ class TrainConfig:
     # bf16 autocast: "auto" uses it where it is fast (hardware.bf16_is_fast).
     mixed_precision: str = "auto"
     channels_last: bool = True
-    # torch.compile of the training forward/backward: 12% faster per step on this 2-core CPU
-    # (0.47 s -> 0.42 s, batch 4 of 128²), after about a minute of compiling at start.
+    # torch.compile of the training forward/backward: about a tenth faster per step on a small CPU,
+    # after about a minute of compiling at start (docs/training.md has the measurement).
     compile: bool = False
     # Bookkeeping.
     val_every: int = 1000
@@ -103,24 +107,37 @@ class TrainConfig:
     clip_grad: float = 1.0
 
     def __post_init__(self):
+        self.train = [resolve(p) for p in self.train]
+        self.val = resolve(self.val) if self.val else self.val
         if self.stage2_sessions not in STAGE2_SESSIONS:
-            raise ValueError(f"stage2_sessions must be one of {', '.join(STAGE2_SESSIONS)}, "
-                             f"not {self.stage2_sessions!r}")
+            raise ValueError(
+                f"stage2_sessions must be one of {', '.join(STAGE2_SESSIONS)}, not {self.stage2_sessions!r}"
+            )
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, not {self.teacher!r}")
         scales = self.semantic_scale_range
-        if not (isinstance(scales, list) and len(scales) == 2
-                and all(isinstance(v, (int, float)) for v in scales)
-                and 0 < scales[0] <= scales[1] <= 1):
-            raise ValueError("semantic_scale_range must be [low, high] with 0 < low <= high <= 1, "
-                             f"not {scales!r}")
+        if not (
+            isinstance(scales, list)
+            and len(scales) == 2
+            and all(isinstance(v, (int, float)) for v in scales)
+            and 0 < scales[0] <= scales[1] <= 1
+        ):
+            raise ValueError(
+                f"semantic_scale_range must be [low, high] with 0 < low <= high <= 1, not {scales!r}"
+            )
 
         focus = self.level_focus
-        if focus and not (isinstance(focus, list) and len(focus) == 3
-                          and all(isinstance(v, (int, float)) for v in focus)
-                          and 0 <= focus[0] < focus[1] and 0 <= focus[2] <= 1):
-            raise ValueError("level_focus must be [low, high, fraction] with 0 <= low < high and "
-                             f"0 <= fraction <= 1, not {focus!r}")
+        if focus and not (
+            isinstance(focus, list)
+            and len(focus) == 3
+            and all(isinstance(v, (int, float)) for v in focus)
+            and 0 <= focus[0] < focus[1]
+            and 0 <= focus[2] <= 1
+        ):
+            raise ValueError(
+                "level_focus must be [low, high, fraction] with 0 <= low < high and "
+                f"0 <= fraction <= 1, not {focus!r}"
+            )
 
     @property
     def total_steps(self) -> int:

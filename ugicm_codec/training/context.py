@@ -1,8 +1,9 @@
-"""Fits a checkerboard-context entropy model to a trained codec's frozen transforms.
+"""``ugicm train-context``: fits a checkerboard-context entropy model to a trained codec's frozen
+transforms, the stage after ``ugicm train`` that made the shipped weights' entropy model.
 
-    python scripts/train_context.py ~/.cache/ugicm/runs/gpu2/s2m.pt --run-dir ~/.cache/ugicm/runs/ctx
+    ugicm train-context ~/.cache/ugicm/runs/gpu2/s2m.pt --run-dir ~/.cache/ugicm/runs/ctx
     python scripts/export_weights.py ~/.cache/ugicm/runs/ctx/last.pt
-    python scripts/train_context.py OTHER.pt --run-dir ~/.cache/ugicm/runs/ctx --graft-to OUT.pt
+    ugicm train-context OTHER.pt --run-dir ~/.cache/ugicm/runs/ctx --graft-to OUT.pt
 
 The analysis and synthesis transforms, the rate gains and the PCDM stay exactly as trained; the
 model grows into the architecture with a context (``--arch``), and only the entropy model (h_a,
@@ -23,19 +24,46 @@ the decodes differ.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ugicm_codec.models import bits_per_pixel, build_model
-from ugicm_codec.training.data import RandomCrops, validation_images
-from ugicm_codec.training.loop import atomic_save
-from ugicm_codec.weights import training_state
+from ..models import bits_per_pixel, build_model
+from ..shared import resolve
+from ..weights import training_state
+from .data import RandomCrops, validation_images
+from .loop import atomic_save
 
 CACHE_BATCH = 16
+DEFAULT_ARCH = "ugicm-hpacg-128-192-r10"
+
+
+class ContextFitError(ValueError):
+    """A fit that cannot start (one line for the user)."""
+
+
+@dataclass
+class ContextFit:
+    """The settings of one fit (``ugicm train-context``'s options)."""
+
+    init: Path  # checkpoint or shipped weights whose transforms are kept
+    run_dir: Path
+    arch: str = DEFAULT_ARCH
+    data: list[str] = field(default_factory=lambda: ["../shared/data/train"])
+    val: str = "../shared/data/val"
+    crops: int = 12000  # training crops whose latents are cached
+    crop: int = 256
+    seed: int = 1234
+    batch_size: int = 32
+    lr: float = 3e-4  # for the new context modules
+    pretrained_lr: float = 5e-5  # for h_a, h_s and the z prior
+    minutes: float = 60.0  # stop after this much wall time
+    max_steps: int | None = None  # stop at this context step (smoke runs)
+    log_every: int = 250  # validate, log and checkpoint
+    threads: int = 2
 
 
 def cache_latents(model, folders: list[str], crop: int, count: int, seed: int) -> torch.Tensor:
@@ -54,8 +82,9 @@ def cache_latents(model, folders: list[str], crop: int, count: int, seed: int) -
 def entropy_side(model) -> list[tuple[str, torch.nn.Parameter]]:
     """The parameters this fit trains; everything else is frozen."""
     prefixes = ("h_a.", "h_s.", "entropy_bottleneck.", "context.")
-    return [(n, p) for n, p in model.named_parameters()
-            if n.startswith(prefixes) and not n.endswith(".quantiles")]
+    return [
+        (n, p) for n, p in model.named_parameters() if n.startswith(prefixes) and not n.endswith(".quantiles")
+    ]
 
 
 def estimated_bits(model, y: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
@@ -72,37 +101,26 @@ def graft(fitted: dict, other: dict, arch: str, out: Path) -> None:
     model.load_grown_state_dict(other["model"])
     state = model.state_dict()
     if any(not torch.equal(v.float(), state[k]) for k, v in fitted["model"].items() if k.startswith("g_a.")):
-        raise SystemExit("the two checkpoints have different analysis transforms")
+        raise ContextFitError("the two checkpoints have different analysis transforms")
     entropy = {n for n, _ in entropy_side(model)} | {
-        k for k in state if k.startswith(("entropy_bottleneck.", "gaussian_conditional."))}
+        k for k in state if k.startswith(("entropy_bottleneck.", "gaussian_conditional."))
+    }
     state.update({k: v for k, v in fitted["model"].items() if k in entropy})
     model.load_state_dict(state)
-    cfg = dict(other["config"], arch=arch, **{k: v for k, v in fitted["config"].items() if k.startswith("context_")})
+    cfg = dict(
+        other["config"], arch=arch, **{k: v for k, v in fitted["config"].items() if k.startswith("context_")}
+    )
     atomic_save({"model": model.state_dict(), "step": other["step"], "config": cfg}, out)
     print(f"{out}: {len(entropy)} entropy-model tensors from the fitted run")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("init", type=Path, help="checkpoint or shipped weights whose transforms are kept")
-    parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--arch", default="ugicm-hpacg-128-192-r10")
-    parser.add_argument("--data", nargs="+", default=["../shared/data/train"])
-    parser.add_argument("--val", default="../shared/data/val")
-    parser.add_argument("--crops", type=int, default=12000, help="training crops whose latents are cached")
-    parser.add_argument("--crop", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4, help="for the new context modules")
-    parser.add_argument("--pretrained-lr", type=float, default=5e-5, help="for h_a, h_s and the z prior")
-    parser.add_argument("--minutes", type=float, default=60.0, help="stop after this much wall time")
-    parser.add_argument("--max-steps", type=int, help="stop at this context step (smoke runs)")
-    parser.add_argument("--log-every", type=int, default=250, help="validate, log and checkpoint")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--graft-to", type=Path, help="write INIT with this run's entropy model here, and stop")
-    args = parser.parse_args()
-    if args.graft_to:
-        return graft(training_state(args.run_dir / "last.pt"), training_state(args.init), args.arch, args.graft_to)
+def graft_run(args: ContextFit, out: Path) -> None:
+    """Write ``args.init`` with the entropy model fitted in ``args.run_dir`` to ``out``."""
+    graft(training_state(args.run_dir / "last.pt"), training_state(args.init), args.arch, out)
+
+
+def fit(args: ContextFit) -> int:
+    """Run (or resume) the fit until ``args.minutes`` or ``args.max_steps``; returns the context step."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,17 +129,19 @@ def main() -> None:
     model = build_model(args.arch)
     try:
         model.load_grown_state_dict(parent["model"])
-    except ValueError as e:
-        raise SystemExit(f"{args.init} does not fit {args.arch}: {e}") from None
+    except (ValueError, KeyError) as e:  # a tensor of another shape, or one missing
+        raise ContextFitError(f"{args.init} does not fit {args.arch}: {e}") from None
     model.requires_grad_(False)
     trained = entropy_side(model)
     for _, p in trained:
         p.requires_grad_(True)
     new = {n for n, _ in trained if n.startswith("context.")}
-    optimizer = torch.optim.Adam([
-        {"params": [p for n, p in trained if n in new], "lr": args.lr},
-        {"params": [p for n, p in trained if n not in new], "lr": args.pretrained_lr},
-    ])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": [p for n, p in trained if n in new], "lr": args.lr},
+            {"params": [p for n, p in trained if n not in new], "lr": args.pretrained_lr},
+        ]
+    )
     quantiles = model.entropy_bottleneck.quantiles.requires_grad_(True)
     aux_optimizer = torch.optim.Adam([quantiles], lr=1e-3)
 
@@ -141,10 +161,10 @@ def main() -> None:
     if latents_path.exists():
         latents = torch.load(latents_path, weights_only=True)
     else:
-        latents = cache_latents(model, args.data, args.crop, args.crops, args.seed)
+        latents = cache_latents(model, [resolve(d) for d in args.data], args.crop, args.crops, args.seed)
         torch.save(latents, latents_path)
     with torch.no_grad():
-        val = model.g_a(validation_images(args.val, 16, 512)).float()
+        val = model.g_a(validation_images(resolve(args.val), 16, 512)).float()
     val_levels = torch.linspace(0, model.max_level, 5)
 
     def validate() -> list[float]:
@@ -160,11 +180,23 @@ def main() -> None:
     baseline = json.loads(baseline_path.read_text())
 
     def save() -> None:
-        cfg = dict(parent["config"], arch=args.arch, context_steps=step,
-                   context_crops=args.crops, context_init=str(args.init))
-        atomic_save({"model": model.state_dict(), "step": parent["step"], "config": cfg,
-                         "optimizer": optimizer.state_dict(),
-                         "aux_optimizer": aux_optimizer.state_dict()}, checkpoint)
+        cfg = dict(
+            parent["config"],
+            arch=args.arch,
+            context_steps=step,
+            context_crops=args.crops,
+            context_init=str(args.init),
+        )
+        atomic_save(
+            {
+                "model": model.state_dict(),
+                "step": parent["step"],
+                "config": cfg,
+                "optimizer": optimizer.state_dict(),
+                "aux_optimizer": aux_optimizer.state_dict(),
+            },
+            checkpoint,
+        )
 
     model.train()
     generator = torch.Generator().manual_seed(args.seed + step)
@@ -190,18 +222,20 @@ def main() -> None:
         if step % args.log_every == 0:
             bits_now = validate()
             change = [100 * (b / b0 - 1) for b, b0 in zip(bits_now, baseline)]
-            record = {"context_steps": step, "loss": sum(losses) / len(losses), "aux": aux.item(),
-                      "val_bits_change_percent": [round(c, 2) for c in change],
-                      "lr": [g["lr"] for g in optimizer.param_groups],
-                      "seconds": round(time.monotonic() - started, 1)}
+            record = {
+                "context_steps": step,
+                "loss": sum(losses) / len(losses),
+                "aux": aux.item(),
+                "val_bits_change_percent": [round(c, 2) for c in change],
+                "lr": [g["lr"] for g in optimizer.param_groups],
+                "seconds": round(time.monotonic() - started, 1),
+            }
             print(json.dumps(record), flush=True)
             log.write(json.dumps(record) + "\n")
             log.flush()
             losses = []
             save()
     save()
+    log.close()
     print(f"stopped at context step {step}; {checkpoint}")
-
-
-if __name__ == "__main__":
-    main()
+    return step

@@ -58,7 +58,7 @@ class RandomCrops:
         h, w = im.shape[:2]
         c = min(self.crop, h, w)
         top, left = self.rng.randint(0, h - c), self.rng.randint(0, w - c)
-        patch = im[top:top + c, left:left + c]
+        patch = im[top : top + c, left : left + c]
         if c < self.crop:  # tiny images: pad by reflection up to the crop size
             patch = np.pad(patch, ((0, self.crop - c), (0, self.crop - c), (0, 0)), mode="reflect")
         if self.rng.random() < 0.5:
@@ -79,16 +79,17 @@ class Batches:
 
     ``proposals_at(step)`` says how many object proposals each crop of that step's batch needs (0:
     none; a pure function of the step, since sessions follow the step count). With ``workers``
-    processes, proposals are computed ``ahead`` batches in advance, off the loop: on an H100 a
-    machine step took 0.15 s with the instance scale and 0.057 s without it, its graph
-    segmentation running on the loop's one CPU core meanwhile. The crops are still drawn here, in
+    processes, proposals are computed ``ahead`` batches in advance, off the loop: on a GPU the
+    instance scale's graph segmentation, run on the loop's one CPU core, took most of a machine
+    step (docs/training.md). The crops are still drawn here, in
     order, so a run sees the same batches with or without workers, and ``state()`` is the crop
     stream's state at the next batch the loop has not taken: a checkpoint resumes exactly,
     whatever was prefetched.
     """
 
-    def __init__(self, crops: RandomCrops, proposals_at: Callable[[int], int], workers: int = 0,
-                 ahead: int = 4):
+    def __init__(
+        self, crops: RandomCrops, proposals_at: Callable[[int], int], workers: int = 0, ahead: int = 4
+    ):
         self.crops = crops
         self.proposals_at = proposals_at
         self.ahead = max(1, ahead)
@@ -142,6 +143,6 @@ def validation_images(folder: str | Path, count: int, size: int) -> torch.Tensor
         h, w = im.shape[:2]
         c = min(size, h, w) // 64 * 64
         top, left = (h - c) // 2, (w - c) // 2
-        out.append(torch.from_numpy(np.ascontiguousarray(im[top:top + c, left:left + c])))
+        out.append(torch.from_numpy(np.ascontiguousarray(im[top : top + c, left : left + c])))
     c = min(t.shape[0] for t in out)
     return torch.stack([t[:c, :c] for t in out]).permute(0, 3, 1, 2).float().div_(255)

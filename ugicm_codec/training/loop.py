@@ -86,9 +86,12 @@ class Trainer:
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.semantic = SemanticLoss(
-            build_teacher(cfg.teacher, cfg.teacher_weights).to(self.device,
-                memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format),
-            instances=cfg.instances, seed=cfg.seed + self.rank,
+            build_teacher(cfg.teacher, cfg.teacher_weights).to(
+                self.device,
+                memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format,
+            ),
+            instances=cfg.instances,
+            seed=cfg.seed + self.rank,
             scale_range=tuple(cfg.semantic_scale_range),
         )
         self.data = RandomCrops(cfg.train, cfg.crop, cfg.batch_size, seed=cfg.seed + self.rank)
@@ -117,18 +120,24 @@ class Trainer:
         self.pcdm_names = self.machine_only_names or m.preference_parameter_names(residual=False)
         if stage2 and self.cfg.stage2_sessions == "machine":
             if not self.machine_only_names:
-                raise ValueError(f"stage2_sessions='machine' needs an anchored architecture "
-                                 f"(ugicm-hpa-*), not {self.cfg.arch}")
+                raise ValueError(
+                    f"stage2_sessions='machine' needs an anchored architecture "
+                    f"(ugicm-hpa-*), not {self.cfg.arch}"
+                )
             for name, p in m.named_parameters():
                 p.requires_grad_(name in self.machine_only_names)
-        trainable = [(n, p) for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
+        trainable = [
+            (n, p) for n, p in m.named_parameters() if not n.endswith(".quantiles") and p.requires_grad
+        ]
         aux = [p for n, p in m.named_parameters() if n.endswith(".quantiles")]
         if stage2:
             pcdm = self.pcdm_names
             groups = [
                 {"params": [p for n, p in trainable if n not in pcdm], "lr_scale": 1.0},
-                {"params": [p for n, p in trainable if n in pcdm],
-                 "lr_scale": self.cfg.stage2_preference_lr_scale},
+                {
+                    "params": [p for n, p in trainable if n in pcdm],
+                    "lr_scale": self.cfg.stage2_preference_lr_scale,
+                },
             ]
         else:
             groups = [{"params": [p for _, p in trainable], "lr_scale": 1.0}]
@@ -137,7 +146,8 @@ class Trainer:
         self.net = m
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
-                m, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                m,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
         if self.cfg.compile:
@@ -376,7 +386,9 @@ class Trainer:
     def run(self, max_steps: int | None = None) -> int:
         """Trains until the schedule ends, ``max_steps`` more steps were done, or a stop signal."""
         old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        target = self.cfg.total_steps if max_steps is None else min(self.cfg.total_steps, self.step + max_steps)
+        target = (
+            self.cfg.total_steps if max_steps is None else min(self.cfg.total_steps, self.step + max_steps)
+        )
         running: dict[str, float] = {}
         count, started = 0, time.time()
         try:
@@ -388,8 +400,13 @@ class Trainer:
                 count += 1
                 if self.step % self.cfg.log_every == 0 or self.step == target:
                     avg = {k: round(v / count, 5) for k, v in running.items()}
-                    avg.update(step=self.step, stage=self.stage, kind="train", lr=record["lr"],
-                               sec_per_step=round((time.time() - started) / count, 3))
+                    avg.update(
+                        step=self.step,
+                        stage=self.stage,
+                        kind="train",
+                        lr=record["lr"],
+                        sec_per_step=round((time.time() - started) / count, 3),
+                    )
                     self._log(avg)
                     running, count, started = {}, 0, time.time()
                 if self.step % self.cfg.checkpoint_every == 0:

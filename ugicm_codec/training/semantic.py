@@ -17,8 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def object_proposals(image: np.ndarray, count: int, min_fraction: float = 0.02,
-                     max_fraction: float = 0.7) -> list[tuple[int, int, int, int]]:
+def object_proposals(
+    image: np.ndarray, count: int, min_fraction: float = 0.02, max_fraction: float = 0.7
+) -> list[tuple[int, int, int, int]]:
     """Bounding boxes (top, left, height, width) of the largest graph-based segments.
 
     ``image`` is HxWx3 uint8. Segments covering almost nothing or almost everything are skipped:
@@ -49,9 +50,15 @@ def object_proposals(image: np.ndarray, count: int, min_fraction: float = 0.02,
 
 
 class SemanticLoss(nn.Module):
-    def __init__(self, teacher: nn.Module, crop_fraction: float = 0.5, instances: int = 2,
-                 instance_size: int = 96, seed: int = 0,
-                 scale_range: tuple[float, float] = (1.0, 1.0)):
+    def __init__(
+        self,
+        teacher: nn.Module,
+        crop_fraction: float = 0.5,
+        instances: int = 2,
+        instance_size: int = 96,
+        seed: int = 0,
+        scale_range: tuple[float, float] = (1.0, 1.0),
+    ):
         super().__init__()
         self.teacher = teacher
         # The global and local scales show the teacher both images resized by one factor drawn
@@ -73,8 +80,9 @@ class SemanticLoss(nn.Module):
         scale = self.rng.uniform(lo, hi)
         size = [max(8, round(side * scale)) for side in a.shape[-2:]]
         # Antialiased, as Pillow's resize is for the downstream models' inputs.
-        return tuple(F.interpolate(t, size=size, mode="bilinear", align_corners=False,
-                                   antialias=True) for t in (a, b))
+        return tuple(
+            F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True) for t in (a, b)
+        )
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # The original's embedding is a fixed target: no gradient flows into it.
@@ -82,8 +90,12 @@ class SemanticLoss(nn.Module):
             target = self.teacher(a)
         return 1 - F.cosine_similarity(self.teacher(b).float(), target.float(), dim=1)
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor,
-                proposals: list[list[tuple[int, int, int, int]]] | None = None) -> dict:
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_hat: torch.Tensor,
+        proposals: list[list[tuple[int, int, int, int]]] | None = None,
+    ) -> dict:
         """Per-sample terms. ``x`` and ``x_hat`` are Bx3xHxW in [0, 1]."""
         x_hat = x_hat.clamp(0, 1)
         terms = {"sem_global": self.distance(*self.rescaled(x, x_hat))}
@@ -91,19 +103,33 @@ class SemanticLoss(nn.Module):
         h, w = x.shape[-2:]
         ch, cw = max(8, int(h * self.crop_fraction)), max(8, int(w * self.crop_fraction))
         top, left = self.rng.randint(0, h - ch), self.rng.randint(0, w - cw)
-        terms["sem_local"] = self.distance(*self.rescaled(
-            x[..., top:top + ch, left:left + cw], x_hat[..., top:top + ch, left:left + cw]
-        ))
+        terms["sem_local"] = self.distance(
+            *self.rescaled(
+                x[..., top : top + ch, left : left + cw], x_hat[..., top : top + ch, left : left + cw]
+            )
+        )
 
         if proposals is not None and self.instances > 0:
             originals, decoded, owner = [], [], []
             for i, boxes in enumerate(proposals):
-                for t, l, bh, bw in boxes[: self.instances]:
+                for top, left, bh, bw in boxes[: self.instances]:
                     size = (self.instance_size, self.instance_size)
-                    originals.append(F.interpolate(x[i:i + 1, :, t:t + bh, l:l + bw], size=size,
-                                                   mode="bilinear", align_corners=False))
-                    decoded.append(F.interpolate(x_hat[i:i + 1, :, t:t + bh, l:l + bw], size=size,
-                                                 mode="bilinear", align_corners=False))
+                    originals.append(
+                        F.interpolate(
+                            x[i : i + 1, :, top : top + bh, left : left + bw],
+                            size=size,
+                            mode="bilinear",
+                            align_corners=False,
+                        )
+                    )
+                    decoded.append(
+                        F.interpolate(
+                            x_hat[i : i + 1, :, top : top + bh, left : left + bw],
+                            size=size,
+                            mode="bilinear",
+                            align_corners=False,
+                        )
+                    )
                     owner.append(i)
             per_sample = torch.zeros(x.size(0), device=x.device)
             if owner:

