@@ -323,18 +323,18 @@ def encode(
 ):
     """Compress images (PNG, JPEG, WebP, TIFF, BMP; - for stdin) into .ugc files."""
     from .batch import encode_job
+    from .rates import chosen_rate
 
-    rate = {
-        k: v
-        for k, v in dict(
-            quality=quality, target_bpp=target_bpp, target_size=target_size, target_psnr=target_psnr
-        ).items()
-        if v is not None
-    }
-    if len(rate) > 1:
-        raise click.UsageError(
-            "give one of " + " and ".join("--" + k.replace("_", "-") for k in rate) + ", not more"
+    try:
+        rate = chosen_rate(
+            lambda k: "--" + k.replace("_", "-"),
+            quality=quality,
+            target_bpp=target_bpp,
+            target_size=target_size,
+            target_psnr=target_psnr,
         )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     plan = _plan(inputs, output, ".ugc")
     reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "encode")
     options = dict(weights=weights, device=device, threads=threads, max_pixels=max_pixels)

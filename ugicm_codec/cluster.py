@@ -253,18 +253,11 @@ def encode_on_ray(
     """Encodes ``inputs`` into ``output_dir`` (NAME.ugc each) on Ray; returns one record a file,
     as ``ugicm encode --json`` prints them (``{"input", "error"}`` for a file that failed)."""
     from .batch import encode_job
+    from .rates import chosen_rate
 
-    rate = {
-        k: v
-        for k, v in dict(
-            quality=quality, target_bpp=target_bpp, target_size=target_size, target_psnr=target_psnr
-        ).items()
-        if v is not None
-    }
-    if len(rate) > 1:
-        raise ValueError(
-            f"give one of quality, target_bpp, target_size and target_psnr, not {' and '.join(rate)}"
-        )
+    rate = chosen_rate(
+        quality=quality, target_bpp=target_bpp, target_size=target_size, target_psnr=target_psnr
+    )
     names = [str(i) for i in inputs]
     plan = OutputPlan(names, str(output_dir) + os.sep, ".ugc")
     reporter = _Collect()

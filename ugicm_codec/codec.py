@@ -32,6 +32,7 @@ from .container import DEFAULT_MAX_PIXELS, DEFAULT_TILE, LATENT_STRIDE, PAD_MULT
 from .errors import FormatError, ImageError, ModelMismatchError, UgicmError
 from .image_io import PSNR_CAP_DB, Picture, check_size, open_image, psnr, to_picture
 from .preferences import PREFERENCES, parse_preference  # noqa: F401  (re-exported)
+from .rates import chosen_rate
 from .synthesis import DEFAULT_PRECISION, REFERENCE_TILE, check_precision, synthesize, tile_count
 from .weights import WeightsInfo, load_model, locate
 
@@ -158,20 +159,7 @@ class Codec:
         ``progress(done, total)`` is called after each tile analysed and each tile coded (a
         target search codes the tiles once per probe, so its bar goes back for each probe)."""
         start = time.perf_counter()
-        given = [
-            name
-            for name, value in (
-                ("quality", quality),
-                ("target_bpp", target_bpp),
-                ("target_size", target_size),
-                ("target_psnr", target_psnr),
-            )
-            if value is not None
-        ]
-        if len(given) > 1:
-            raise ValueError(
-                f"give one of quality, target_bpp, target_size and target_psnr, not {' and '.join(given)}"
-            )
+        chosen_rate(quality=quality, target_bpp=target_bpp, target_size=target_size, target_psnr=target_psnr)
         picture = self.picture(image, keep_metadata)
         w, h = picture.size
         padded = _edge_padded(picture.rgb)

@@ -27,6 +27,7 @@ from PIL import Image, ImageFile
 
 from . import container
 from .errors import UgicmError
+from .rates import RATE_ARGUMENTS
 
 FORMAT = "UGC"
 MIME = "image/x-ugc"
@@ -126,12 +127,9 @@ def open(fp, prefer: str | float = None, **kwargs) -> UgcImageFile:  # noqa: A00
     return im
 
 
-_RATE_KEYS = ("quality", "target_bpp", "target_size", "target_psnr")
-
-
 def _save(im: Image.Image, fp, filename) -> None:
     options = im.encoderinfo
-    rate = {k: options[k] for k in _RATE_KEYS if options.get(k) is not None}
+    rate = {k: options[k] for k in RATE_ARGUMENTS if options.get(k) is not None}
     try:
         data = codec().encode(
             im,
