@@ -8,6 +8,12 @@
 The manifest keeps what a user needs to trust the file: its SHA-256, the architecture, the
 training steps and data, the teacher, and (with --kodak) the Kodak figures measured on it. The
 export is deterministic, so the second run writes the same file and only adds the figures.
+
+    python scripts/export_weights.py --restore ~/.cache/ugicm/runs/restore/last.pt
+
+writes the restore decode trained by ``ugicm train-restore`` as the default model's add-on
+(``<model>.restore.safetensors``, float16) and records it in that model's manifest entry; the
+model's own file, and so every .ugc file and its human and machine decodes, stay as they are.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import subprocess
 from pathlib import Path
 
 from ugicm_codec.models import build_model
-from ugicm_codec.weights import DIGEST_BYTES, MANIFEST, export, training_state
+from ugicm_codec.weights import DIGEST_BYTES, MANIFEST, export, export_restore, locate, training_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,11 +113,56 @@ def keep_as_earlier(manifest: dict, digest: str) -> None:
     manifest.setdefault("earlier", {})[previous["sha256"][: 2 * DIGEST_BYTES]] = entry
 
 
+def export_restore_addon(checkpoint: Path, out: Path, note: str = "") -> str:
+    """Writes the restore decode of ``ugicm train-restore``'s ``checkpoint`` as the add-on of the
+    default model in ``out`` and records it in the manifest; returns the add-on's SHA-256.
+    Refused unless the run trained on that model's very weights."""
+    import torch
+
+    from ugicm_codec.weights import load_model
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    info = locate(out)
+    if state["config"]["arch"] != info.name:
+        raise SystemExit(f"--restore: that run trained on {state['config']['arch']}, not {info.name}")
+    if info.sha256[:16] not in state["config"].get("init_note", ""):
+        raise SystemExit(f"--restore: that run did not train on these weights (sha256 {info.sha256[:16]}…)")
+    model = load_model(info)
+    model.load_restore_state(state["restore"])
+    name = f"{info.name}.restore.safetensors"
+    digest = export_restore(model, out / name)
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    cfg = state["config"]
+    manifest["models"][info.name]["restore"] = {
+        "file": name,
+        "sha256": digest,
+        "format": "safetensors, float16: the restore decode's embedding and blocks (UGICM.attach_restore)",
+        "steps": int(state["step"]),
+        "batch_size": cfg["batch_size"],
+        "crop": cfg["crop"],
+        "lr": cfg["lr"],
+        "semantic_weight": cfg["semantic_weight"],
+        "teacher": cfg["teacher"],
+        "data": cfg["data"],
+        "exported": datetime.date.today().isoformat(),
+        "note": note,
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"{out / name}: sha256 {digest}, step {state['step']}")
+    return digest
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("checkpoint", type=Path)
+    parser.add_argument(
+        "--restore",
+        action="store_true",
+        help="CHECKPOINT is an `ugicm train-restore` run's: export its restore decode as the add-on",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "weights")
     parser.add_argument(
         "--kodak",
@@ -126,6 +177,9 @@ def main(argv: list[str] | None = None) -> None:
         "copy (scripts/pack_for_device.py's .devcarry/train)",
     )
     args = parser.parse_args(argv)
+    if args.restore:
+        export_restore_addon(args.checkpoint, args.out, args.note)
+        return
 
     state = training_state(args.checkpoint)
     cfg = state["config"]

@@ -31,6 +31,18 @@ def test_golden_default_file(default_codec):
     assert np.array_equal(np.asarray(default_codec.decode(data, "human")), want)
 
 
+def test_golden_default_file_is_unchanged_beside_the_restore_decode(default_codec):
+    """The shipped restore add-on loaded, the golden file's human decode is still its golden
+    pixels: the restore decode adds a decode, it changes none."""
+    if not default_codec.info.manifest.get("restore"):
+        pytest.skip("the shipped weights have no restore add-on")
+    data = (GOLDEN / "default-q60.ugc").read_bytes()
+    restored = np.asarray(default_codec.decode(data, "restore"))
+    want = np.asarray(Image.open(GOLDEN / "default-q60.human.png"))
+    assert np.array_equal(np.asarray(default_codec.decode(data, "human")), want)
+    assert restored.shape == want.shape and not np.array_equal(restored, want)
+
+
 def test_earlier_weights_are_where_the_manifest_says():
     """Each earlier release the manifest names (the decoder's hint for old files) is in git at its
     commit, with the digest its files carry."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import OutputError, ReaderGoneError, UgicmError, WeightsError
 from .outputs import STDIO, OutputPlan, read_input
+from .preferences import preference_tag
 
 _codec = None  # this process's Codec
 # progress(done, total) for the tiles of the file being coded in this process (a single large
@@ -72,7 +73,7 @@ def _missed(rate: dict) -> str:
     return f"over the {budget} target: the model's lowest rate"
 
 
-def decode_job(name: str, data: bytes, beta: float, fmt: str):
+def decode_job(name: str, data: bytes, beta: float | str, fmt: str):
     from .image_io import encode_image
 
     start = time.perf_counter()
@@ -80,7 +81,7 @@ def decode_job(name: str, data: bytes, beta: float, fmt: str):
     seconds = time.perf_counter() - start
     out = encode_image(picture.to_pil(), fmt)
     w, h = picture.size
-    tag = {0.0: "human", 1.0: "machine"}.get(beta, f"{beta:g}")
+    tag = preference_tag(beta, prefix="")
     record = {
         "input": name,
         "width": w,

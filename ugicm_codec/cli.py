@@ -31,7 +31,7 @@ from .errors import (
     WeightsError,
 )
 from .outputs import STDIO, OutputPlan, read_input
-from .preferences import parse_preference, preference_tag
+from .preferences import RESTORE, parse_preference, preference_tag
 from .reporting import Reporter, _console, _pipe_guard  # noqa: F401  (Reporter: re-exported)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -126,12 +126,14 @@ def _execute(
     target_args=None,
     ray: str | None = None,
     check=None,
+    restore: bool = False,
 ) -> None:
-    """Runs a batch and exits with its status; set-up problems stop it with their own status."""
+    """Runs a batch and exits with its status; set-up problems stop it with their own status.
+    ``restore``: the job decodes with ``--prefer restore``, which needs the weights' add-on."""
     import signal
 
     from .batch import run_batch, set_progress
-    from .weights import locate
+    from .weights import locate, restore_path
 
     # A kill (SIGTERM) unwinds like Ctrl-C, so the file being written is removed, not left half done.
     signal.signal(signal.SIGTERM, _terminate)
@@ -141,7 +143,9 @@ def _execute(
         inputs = _checked(inputs, plan, reporter, skip_existing, check)
         if not inputs:
             sys.exit(reporter.close())
-        locate(codec_options["weights"])  # fail fast, before any worker starts
+        info = locate(codec_options["weights"])  # fail fast, before any worker starts
+        if restore:
+            restore_path(info)
         if ray:
             from .cluster import run_on_ray
 
@@ -365,7 +369,8 @@ def encode(
     "--prefer",
     default="human",
     show_default=True,
-    help="human, machine, or any number between 0 (human) and 1 (machine).",
+    help="human, machine, any number between 0 (human) and 1 (machine), or restore (an "
+    "estimate of the clean image behind a noisy, blurred, dark or JPEG-damaged one).",
 )
 @click.option(
     "--precision",
@@ -422,6 +427,7 @@ def decode(
         target_args=lambda target: (output_format(target),),
         ray=ray,
         check=lambda name, data: container.parse(data, max_pixels),
+        restore=beta == RESTORE,
     )
 
 
@@ -473,10 +479,11 @@ def _plan(inputs, output, suffix) -> OutputPlan:
         raise click.UsageError(str(e)) from None
 
 
-from .training.cli import train, train_context  # noqa: E402  (registers `ugicm train`; imports torch lazily)
+from .training.cli import train, train_context, train_restore  # noqa: E402  (imports torch lazily)
 
 main.add_command(train)
 main.add_command(train_context)
+main.add_command(train_restore)
 from .evaluation.cli import bench, eval_command  # noqa: E402
 
 main.add_command(eval_command, name="eval")

@@ -5,6 +5,7 @@
     >>> data = codec.encode(Image.open("a.png"), quality=60)
     >>> human = codec.decode(data, prefer="human")
     >>> machine = codec.decode(data, prefer="machine")   # or any float in [0, 1]
+    >>> clean = codec.decode(data, prefer="restore")     # the clean image behind a degraded one
 
 Images are processed in tiles so memory stays bounded whatever their size:
 - analysis: pixel tiles of one entropy tile (1024 px) plus a 64 px margin, cropped in the latent;
@@ -31,10 +32,10 @@ from . import container
 from .container import DEFAULT_MAX_PIXELS, DEFAULT_TILE, LATENT_STRIDE, PAD_MULTIPLE, UgcFile
 from .errors import FormatError, ImageError, ModelMismatchError, UgicmError
 from .image_io import PSNR_CAP_DB, Picture, check_size, open_image, psnr, to_picture
-from .preferences import PREFERENCES, parse_preference  # noqa: F401  (re-exported)
+from .preferences import PREFERENCES, RESTORE, parse_preference  # noqa: F401  (re-exported)
 from .rates import chosen_rate
 from .synthesis import DEFAULT_PRECISION, REFERENCE_TILE, check_precision, synthesize, tile_count
-from .weights import WeightsInfo, load_model, locate
+from .weights import WeightsInfo, load_model, load_restore, locate
 
 # What encode reads: a path, encoded image bytes, a binary file, a PIL image, or a uint8 pixel
 # array (HxW, HxWx1, HxWx3); a 1-D uint8 array is taken as encoded image bytes.
@@ -362,7 +363,7 @@ class Codec:
     ) -> Picture:
         """The decoded pixels and what travels beside them. ``progress(done, total)`` is called
         after each entropy tile decoded and each synthesis tile made."""
-        beta = parse_preference(prefer)
+        beta = self._preference(prefer)
         f = self.ugc_file(data)
         alpha = _alpha_plane(f) if f.alpha is not None else None
         if progress is not None:
@@ -383,8 +384,10 @@ class Codec:
 
     def decode(self, data: UgcSource, prefer: str | float = "human") -> Image.Image:
         """A PIL image (mode RGB, L, RGBA or LA, with its ICC profile and EXIF in ``.info``).
-        Raises FormatError for a damaged or non-.ugc input, ModelMismatchError for a file made
-        with other weights, ValueError for a preference outside [0, 1]."""
+        ``prefer``: "human", "machine", a number in [0, 1], or "restore" (the clean image behind a
+        degraded input; its add-on weights load on first use). Raises FormatError for a damaged
+        or non-.ugc input, ModelMismatchError for a file made with other weights, ValueError for
+        a preference outside [0, 1], WeightsError for "restore" with weights that have none."""
         return self.decode_picture(data, prefer).to_pil()
 
     def decode_batch(
@@ -403,7 +406,7 @@ class Codec:
         synthesis together, up to ``batch_size`` at a time, which keeps a GPU busy; on a CPU one
         at a time is as fast and gives exactly ``decode``'s pixels. Entropy decoding is per file
         either way. A bad file raises, naming its position."""
-        beta = parse_preference(prefer)
+        beta = self._preference(prefer)
         stack = self.device.type == "cuda" if stack is None else stack
         files = []
         for i, source in enumerate(sources):
@@ -424,6 +427,15 @@ class Codec:
                 for i, image in zip(chunk, rgb):
                     out[i] = torch.from_numpy(image).permute(2, 0, 1) if as_tensors else image
         return out
+
+    def _preference(self, prefer: str | float) -> float | str:
+        """The parsed preference; for ``restore``, the restore decode attached first (its add-on
+        weights load on first use: WeightsError if these weights have none)."""
+        beta = parse_preference(prefer)
+        if beta == RESTORE and not self.model.has_restore:
+            load_restore(self.model, self.info)
+            self.model.place(self.device)
+        return beta
 
     def _decode_latent(self, f: UgcFile, progress: Callable[[int], None] | None = None) -> torch.Tensor:
         y_hat = torch.empty(1, self.model.arch.M, *f.y_shape)

@@ -42,8 +42,11 @@ from .layers import (
     RateGain,
     ThreadInvariantGDN,
 )
+from .preferences import RESTORE
 
 SCALE_TABLE_LEVELS = 256
+# Where the restore decode's parameters live (UGICM.attach_restore): its add-on's keys.
+RESTORE_PREFIXES = ("restore_embedding.", "g_s.restorers.")
 # The entropy models' likelihood bounds (1e-9) are buffers set from a constructor constant, not
 # learned. Stored in float16 (as training states packed for a GPU machine once were), they become
 # 0: a likelihood of exactly 0 then gives an infinite rate term and a skipped step (the shipped
@@ -89,8 +92,21 @@ class PreferenceSynthesis(nn.Module):
         )
         self.upsamples = nn.ModuleList(deconv(i, o) for i, o in zip(in_channels, out_channels))
         self.igdns = nn.ModuleList(ThreadInvariantGDN(N, inverse=True) for _ in range(3))
+        self.in_channels = in_channels
+        self.embed_dim = embed_dim
+        self.restorers: nn.ModuleList | None = None  # attach_restore()
 
-    def forward(self, y_hat: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    def attach_restore(self) -> None:
+        """Adds the restore decode's blocks: a ``PreferenceResidual`` ahead of every upsampling,
+        fed the restore embedding. Their last convolutions start at zero, so an untrained restore
+        decode is the human one; the other decodes never run them."""
+        self.restorers = nn.ModuleList(PreferenceResidual(self.embed_dim, c) for c in self.in_channels)
+
+    def forward(
+        self, y_hat: torch.Tensor, embedding: torch.Tensor, restore: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``restore``: the restore embedding (``UGICM.restore_conditioning``), or None for the
+        human and machine decodes, which the restore blocks then leave untouched."""
         h = y_hat
         for i, (bias, up) in enumerate(zip(self.biases, self.upsamples)):
             h = bias(h, embedding)
@@ -98,6 +114,8 @@ class PreferenceSynthesis(nn.Module):
                 h = self.residuals[i](h, embedding)
             if self.adapters is not None and i < len(self.adapters):
                 h = self.adapters[i](h, embedding)
+            if restore is not None:
+                h = self.restorers[i](h, restore)
             h = up(h)
             if i < len(self.igdns):
                 h = self.igdns[i](h)
@@ -131,13 +149,16 @@ class Architecture:
     def downsampling(self) -> int:
         return 64  # g_a halves four times, h_a twice more
 
-    def synthesis_reach(self, beta: float = 1.0) -> int:
+    def synthesis_reach(self, beta: float | str = 1.0) -> int:
         """How many latent samples away g_s's receptive field reaches (rounded up): each 5×5
         stride-2 deconvolution reaches 1 sample of its input, each residual block's (or machine
         adapter's) two 3×3 convolutions 2, both shrinking by half per scale: 1.875 for the
         plain decoder, 3.5 more with residual blocks, and 3.5 more again with adapters, which
-        only a decode with beta > 0 runs. Synthesis tiles need at least this margin to be
-        seamless."""
+        only a decode with beta > 0 runs. The restore decode skips the adapters and runs a block
+        at every scale, 1/2 included: 3.75 more. Synthesis tiles need at least this margin to
+        be seamless."""
+        if beta == RESTORE:
+            return math.ceil(1.875 + 3.5 * self.residual + 3.75)
         reach = 1.875 + 3.5 * self.residual + 3.5 * (self.adapters and beta > 0)
         return math.ceil(reach)
 
@@ -166,6 +187,7 @@ class UGICM(CompressionModel):
         self.register_buffer("lambdas", lambdas.float(), persistent=False)
         self.exact_h_s = ExactStack(self.h_s)
         self.context = CheckerboardContext(M, groups=arch.context_groups) if arch.context else None
+        self.restore_embedding: PreferenceEmbedding | None = None  # attach_restore()
 
     def load_state_dict(self, state_dict, strict=True):
         own = self.state_dict()
@@ -189,6 +211,60 @@ class UGICM(CompressionModel):
         log_l = self.lambdas.log()
         return (log_l[low] * (1 - t) + log_l[low + 1] * t).exp()
 
+    # ----------------------------------------------------------------- restore decode
+    def attach_restore(self) -> "UGICM":
+        """Adds the restore decode (``--prefer restore``): an embedding of the rate level and a
+        block per synthesis scale (``PreferenceSynthesis.attach_restore``). Its weights are a
+        separate add-on (``restore_state``): the transforms, the entropy model and the human and
+        machine decodes are untouched, so every existing file decodes to the same pixels."""
+        if self.restore_embedding is None:
+            self.restore_embedding = PreferenceEmbedding(dim=self.arch.embed_dim, rate_aware=True)
+            self.g_s.attach_restore()
+            device = next(self.g_s.parameters()).device
+            self.restore_embedding.to(device)
+            self.g_s.restorers.to(device)
+        return self
+
+    @property
+    def has_restore(self) -> bool:
+        return self.restore_embedding is not None
+
+    def restore_parameter_names(self) -> set[str]:
+        return {n for n, _ in self.named_parameters() if n.startswith(RESTORE_PREFIXES)}
+
+    def restore_state(self) -> dict:
+        """The restore decode's weights alone (what its add-on file holds)."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(RESTORE_PREFIXES)}
+
+    def load_restore_state(self, state: dict) -> None:
+        """Attaches the restore decode and loads its weights; ValueError if they do not fit."""
+        self.attach_restore()
+        own = self.restore_state()
+        if set(state) != set(own):
+            raise ValueError(
+                f"{len(set(own) - set(state))} missing and {len(set(state) - set(own))} unexpected"
+            )
+        for k, v in state.items():
+            if v.shape != own[k].shape:
+                raise ValueError(f"{k} has shape {tuple(v.shape)}, not {tuple(own[k].shape)}")
+            own[k].copy_(v.to(own[k].dtype))
+
+    def restore_conditioning(self, level: torch.Tensor) -> torch.Tensor:
+        """The restore blocks' embedding: a function of the rate level alone."""
+        span = self.arch.level_span or self.max_level
+        ones = torch.ones(level.reshape(-1).shape, device=level.device)
+        return self.restore_embedding(ones, level.float() / span)
+
+    def decoder_conditioning(self, beta: float | str, level: torch.Tensor):
+        """(the PCDM's embedding, the restore embedding or None) for a decode preference: the
+        restore decode is the human one's conditioning plus the restore blocks."""
+        if beta == RESTORE:
+            if not self.has_restore:
+                raise ValueError("this model has no restore decode")
+            human = torch.zeros(level.reshape(-1).shape, device=level.device)
+            return self.conditioning(human, level), self.restore_conditioning(level)
+        return self.conditioning(torch.tensor([float(beta)], device=level.device), level), None
+
     def preference_parameter_names(self, residual: bool = True) -> set[str]:
         """Parameters of the PCDM: the embedding, the per-block biases, the machine adapters
         and (with ``residual``) the residual blocks that carry biases. They start as a no-op,
@@ -198,7 +274,7 @@ class UGICM(CompressionModel):
         return {
             f"{prefix}.{name}" if prefix else name
             for prefix, module in self.named_modules()
-            if isinstance(module, kinds)
+            if isinstance(module, kinds) and not prefix.startswith(RESTORE_PREFIXES)
             for name, _ in module.named_parameters()
         }
 
@@ -393,22 +469,25 @@ class UGICM(CompressionModel):
         return self.gaussian_conditional.decompress([y_string], indexes, means=means)
 
     @torch.no_grad()
-    def synthesis(self, y_hat_gained: torch.Tensor, level: float, beta: float) -> torch.Tensor:
-        """x̂ = g_s(ŷ' × inverse_gain, PCDM(beta)) on the device of the transforms."""
+    def synthesis(self, y_hat_gained: torch.Tensor, level: float, beta: float | str) -> torch.Tensor:
+        """x̂ = g_s(ŷ' × inverse_gain, PCDM(beta)) on the device of the transforms; ``beta`` may
+        also be ``"restore"`` (``decoder_conditioning``)."""
         device = next(self.g_s.parameters()).device
         lv = torch.tensor([level], device=device)
         y_hat = y_hat_gained.to(device) * self.rate.inverse_gain(lv)
-        return self.g_s(y_hat, self.conditioning(torch.tensor([beta], device=device), lv))
+        embedding, restore = self.decoder_conditioning(beta, lv)
+        return self.g_s(y_hat, embedding, restore)
 
-    def decompress(self, strings, z_shape, level: float, beta: float) -> torch.Tensor:
+    def decompress(self, strings, z_shape, level: float, beta: float | str) -> torch.Tensor:
         y_hat = self.decompress_latent(strings[0], strings[1], z_shape)
         return self.synthesis(y_hat, level, beta)
 
     # ----------------------------------------------------------------- devices
     def place(self, device: torch.device | str) -> "UGICM":
         """Moves the transforms to ``device``; the entropy side stays on the CPU (see module doc)."""
-        for module in (self.g_a, self.h_a, self.g_s, self.rate, self.preference):
-            module.to(device)
+        for module in (self.g_a, self.h_a, self.g_s, self.rate, self.preference, self.restore_embedding):
+            if module is not None:
+                module.to(device)
         return self
 
     def update(self, scale_table=None, force=False, update_quantiles=False):

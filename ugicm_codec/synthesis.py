@@ -115,7 +115,7 @@ def synthesize(
     model,
     y_hat: torch.Tensor,
     rate_level: float,
-    beta: float,
+    beta: float | str,
     height: int,
     width: int,
     precision: str = DEFAULT_PRECISION,
@@ -145,7 +145,7 @@ def synthesize(
     else:
         level = torch.tensor([rate_level], device=device)
         inverse_gain = model.rate.inverse_gain(level)
-        embedding = model.conditioning(torch.tensor([beta], device=device), level)
+        embedding, restore = model.decoder_conditioning(beta, level)
         autocast = (
             torch.autocast(device.type, dtype=torch.bfloat16)
             if p.dtype == "bfloat16"
@@ -157,7 +157,9 @@ def synthesize(
             if p.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
-                return model.g_s(x, embedding.expand(x.shape[0], -1)).float()
+                n = x.shape[0]
+                extra = None if restore is None else restore.expand(n, -1)
+                return model.g_s(x, embedding.expand(n, -1), extra).float()
 
     # Tiles of one shape go through together (p.stack of them at a time, each with all files).
     groups: dict = {}

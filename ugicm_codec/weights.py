@@ -176,6 +176,57 @@ def load_model(info: WeightsInfo):
     return model
 
 
+def restore_path(info: WeightsInfo) -> Path:
+    """The restore decode's add-on file for weights ``info``, checked against its manifest entry
+    (``"restore": {"file", "sha256", ...}``): WeightsError if the weights have none. Torch-free,
+    so a command can refuse ``--prefer restore`` before it loads a model."""
+    entry = info.manifest.get("restore")
+    if not entry:
+        raise WeightsError(
+            f"the weights {info.name} have no restore decode (no restore add-on in their manifest)"
+        )
+    path = info.path.parent / entry["file"]
+    if not path.is_file():
+        raise WeightsError(f"restore add-on missing: {path}")
+    digest = _sha256(path)
+    if entry.get("sha256") and entry["sha256"] != digest:
+        raise WeightsError(f"restore add-on {path} does not match its manifest: altered or corrupt")
+    return path
+
+
+def load_restore(model, info: WeightsInfo) -> None:
+    """Attaches the restore decode to ``model`` (made from ``info``) with its add-on's weights."""
+    from safetensors.torch import load_file
+
+    path = restore_path(info)
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise WeightsError(f"unreadable restore add-on {path}: {e}") from None
+    try:
+        model.load_restore_state({k: v.float() for k, v in state.items()})
+    except ValueError as e:
+        raise WeightsError(f"restore add-on {path} does not fit {info.name}: {e}") from None
+    model.eval().requires_grad_(False)
+
+
+def export_restore(model, path: Path | str) -> str:
+    """Writes the restore decode's weights alone, in float16, as its add-on file; returns its
+    SHA-256."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().cpu().half().contiguous() for k, v in model.restore_state().items()}
+    tmp = path.with_suffix(".tmp")
+    # One metadata key: safetensors writes a map of several in no fixed order, and the add-on's
+    # digest must not change from one export to the next. Not "architecture": the add-on is not
+    # weights that a --weights option could load.
+    save_file(state, str(tmp), metadata={"restore_addon_for": model.arch.name})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return _sha256(path)
+
+
 def training_state(path: Path | str, map_location="cpu") -> dict:
     """A model state to train from, as ``{"model", "step", "config"}``: a training checkpoint
     (``.pt``, loaded without unpickling code) or shipped weights (a ``.safetensors`` file or a

@@ -44,6 +44,23 @@ def _qualities(text: str, option: str = "--qualities", kind=float) -> list:
     return sorted(values)
 
 
+def _baseline_names(text: str) -> list[str]:
+    """The ``--baselines`` list, each known and available here (a usage error otherwise)."""
+    from . import baselines as baseline_codecs
+
+    names = list(dict.fromkeys(b.lower() for b in _split(text)))
+    for name in names:
+        if name not in baseline_codecs.BASELINES:
+            raise click.BadParameter(
+                f"unknown baseline {name!r} (known: {', '.join(baseline_codecs.BASELINES)})",
+                param_hint="--baselines",
+            )
+        reason = baseline_codecs.BASELINES[name].unavailable_reason()
+        if reason:
+            _fail(f"baseline {name}: {reason}", EXIT_USAGE)
+    return names
+
+
 def _weights_model(weights) -> dict:
     from ..errors import WeightsError
     from ..weights import locate
@@ -112,7 +129,21 @@ def eval_command():
     show_default=True,
     help="Machine tasks scored on every decoded image, comma-separated: classification "
     "(ImageNet-named files), detection (YOLO-format labels/), segmentation (masks/, or "
-    "agreement with the prediction on the original).",
+    "agreement with the prediction on the original). Or restore alone: code degraded copies "
+    "(--degradations) and score the restore decode against the clean images, next to "
+    "baselines followed by classic restoration (BM3D, deconvolution) [baselines: webp,avif].",
+)
+@click.option(
+    "--degradations",
+    help="With --tasks restore: the degradations, KIND:LEVEL comma-separated (noise, poisson, "
+    "defocus, motion, lowlight, jpeg) [default: noise:15,noise:30,defocus:1.5,defocus:3].",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="With --tasks restore: the seed of the degradations' random draws (per image).",
 )
 @click.option(
     "--weights",
@@ -161,6 +192,8 @@ def eval_run(
     baseline_qualities,
     preferences,
     tasks,
+    degradations,
+    seed,
     weights,
     device,
     threads,
@@ -181,13 +214,17 @@ def eval_run(
     averaged curves, BD-rate/BD-PSNR tables (against each other and, on Kodak, against the
     published anchors) and plots are written to OUT.
 
+    With --tasks restore, degraded copies of the images (--degradations, --seed) are coded
+    instead, decoded human and restore, and scored against the clean images next to the
+    baselines (webp, avif) followed by classic restoration, and the first baseline on the clean
+    images (the ceiling): one table, BD table and rate-PSNR plot per degradation.
+
     `ugicm eval FOLDER` is `ugicm eval run FOLDER`. Finished runs: `ugicm eval report DIR...` prints
     their tables (docs/results.md), `ugicm eval compare` pairs a decode of one run with another's.
     """
     import importlib.util
 
-    from . import baselines as baseline_codecs
-    from .runner import EvalPlan, find_images, parse_preferences
+    from .runner import EvalPlan, parse_preferences
     from .shared import KODAK_ANCHORS_DIR, MODELS_DIR
     from .tasks import TaskError, make
 
@@ -198,6 +235,31 @@ def eval_run(
         raise click.BadParameter(
             "must not be the image folder (results would be read as images)", param_hint="--out"
         )
+    task_names = list(dict.fromkeys(t.lower() for t in _split(tasks)))
+    if "restore" in task_names:
+        if len(task_names) > 1:
+            raise click.UsageError("--tasks restore cannot be combined with other tasks")
+        _eval_restore(
+            folder=folder,
+            out=out,
+            qualities=qualities,
+            baselines=baselines,
+            baseline_qualities=baseline_qualities,
+            degradations=degradations,
+            seed=seed,
+            weights=weights,
+            device=device,
+            threads=threads,
+            jobs=jobs,
+            limit=limit,
+            bd_method=bd_method,
+            refine_steps=refine_steps,
+            save_bitstreams=save_bitstreams,
+            quiet=quiet,
+        )
+        return
+    if degradations is not None:
+        raise click.BadParameter("only with --tasks restore", param_hint="--degradations")
     quality_list = _qualities(qualities)
     try:
         prefs = parse_preferences(preferences)
@@ -205,38 +267,17 @@ def eval_run(
         raise click.BadParameter(str(e), param_hint="--prefer") from None
     if quality_list and not prefs:
         raise click.BadParameter("give at least one preference", param_hint="--prefer")
-    baseline_names = [b.lower() for b in _split(baselines)]
-    for name in baseline_names:
-        if name not in baseline_codecs.BASELINES:
-            raise click.BadParameter(
-                f"unknown baseline {name!r} (known: {', '.join(baseline_codecs.BASELINES)})",
-                param_hint="--baselines",
-            )
-        reason = baseline_codecs.BASELINES[name].unavailable_reason()
-        if reason:
-            _fail(f"baseline {name}: {reason}", EXIT_USAGE)
-    baseline_names = list(dict.fromkeys(baseline_names))
+    baseline_names = _baseline_names(baselines)
     ladder = _qualities(baseline_qualities, "--baseline-qualities", int) if baseline_qualities else None
     if not quality_list and not baseline_names:
         raise click.UsageError("nothing to evaluate: no ugicm qualities and no baselines")
 
-    images = find_images(folder, limit)
-    if not images:
-        _fail(f"no images in {folder} (looked for .png, .jpg, .jpeg, .webp, .bmp, .tif, .ppm)", EXIT_USAGE)
-    from .images import unreadable
-
-    skipped = [(p, unreadable(p)) for p in images]
-    skipped = [(p, why) for p, why in skipped if why]
-    for path, why in skipped:
-        click.echo(f"ugicm: error: {path.name}: {why}; left out", err=True)
-    images = [p for p in images if p not in {s for s, _ in skipped}]
-    if not images:
-        _fail(f"no readable images in {folder}", EXIT_FAILED)
+    images, skipped = _images(folder, limit)
     model = _weights_model(weights) if quality_list else None
 
     task_objects = []
     try:
-        for name in dict.fromkeys(t.lower() for t in _split(tasks)):
+        for name in task_names:
             task = make(name, models or MODELS_DIR)
             task.prepare(images)
             task_objects.append(task)
@@ -265,13 +306,131 @@ def eval_run(
     sys.exit(EXIT_FAILED if skipped else status)
 
 
-def _run_eval(plan, bd_method: str, quiet: bool) -> int:
+def _images(folder: Path, limit: int | None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the readable images of ``folder``, (path, why) of those left out); fails when none."""
+    from .images import unreadable
+    from .runner import find_images
+
+    images = find_images(folder, limit)
+    if not images:
+        _fail(f"no images in {folder} (looked for .png, .jpg, .jpeg, .webp, .bmp, .tif, .ppm)", EXIT_USAGE)
+    skipped = [(p, unreadable(p)) for p in images]
+    skipped = [(p, why) for p, why in skipped if why]
+    for path, why in skipped:
+        click.echo(f"ugicm: error: {path.name}: {why}; left out", err=True)
+    images = [p for p in images if p not in {s for s, _ in skipped}]
+    if not images:
+        _fail(f"no readable images in {folder}", EXIT_FAILED)
+    return images, skipped
+
+
+def _eval_restore(
+    *,
+    folder,
+    out,
+    qualities,
+    baselines,
+    baseline_qualities,
+    degradations,
+    seed,
+    weights,
+    device,
+    threads,
+    jobs,
+    limit,
+    bd_method,
+    refine_steps,
+    save_bitstreams,
+    quiet,
+):
+    """``ugicm eval --tasks restore``: every usage and set-up error is found before any image is
+    coded or torch is imported."""
+    from click.core import ParameterSource
+
+    from . import baselines as baseline_codecs
+    from . import restoration
+
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("preferences") not in (ParameterSource.DEFAULT, None):
+        raise click.BadParameter(
+            "--tasks restore decodes every file both ways (human and restore); leave --prefer out",
+            param_hint="--prefer",
+        )
+    from ..degradations import EVALUATED
+
+    try:
+        degradation_list = restoration.parse_degradations(degradations or ",".join(EVALUATED))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--degradations") from None
+    quality_list = _qualities(qualities)
+    if ctx.get_parameter_source("baselines") in (ParameterSource.DEFAULT, None):
+        baselines = restoration.DEFAULT_BASELINES
+    baseline_names = _baseline_names(baselines)
+    ladder = _qualities(baseline_qualities, "--baseline-qualities", int) if baseline_qualities else None
+    if not quality_list and not baseline_names:
+        raise click.UsageError("nothing to evaluate: no ugicm qualities and no baselines")
+    missing = restoration.missing_libraries(degradation_list, baseline_names)
+    if missing:
+        _fail(
+            f"the baselines' restoration needs {' and '.join(missing)}: pip install 'ugicm[eval]' "
+            "(or --baselines none)",
+            EXIT_USAGE,
+        )
+    images, skipped = _images(folder, limit)
+    model = None
+    if quality_list:  # the weights and their restore add-on, checked without torch
+        from ..errors import WeightsError
+        from ..weights import locate, restore_path
+
+        try:
+            info = locate(weights)
+            addon = restore_path(info)
+        except WeightsError as e:
+            _fail(str(e), EXIT_WEIGHTS)
+        model = {"name": info.name, "sha256": info.sha256, "path": str(info.path)}
+        model["restore_sha256"] = _file_digest(addon)
+    plan = restoration.RestorePlan(
+        folder=images[0].parent,
+        out=out,
+        images=images,
+        degradations=degradation_list,
+        qualities=quality_list,
+        baselines=baseline_names,
+        ladders={
+            name: list(ladder or restoration.LADDERS.get(name) or baseline_codecs.get(name).qualities)
+            for name in baseline_names
+        },
+        model=model,
+        seed=seed,
+        device=device,
+        threads=threads,
+        jobs=jobs,
+        refine_steps=refine_steps,
+        save_bitstreams=save_bitstreams,
+        nr=restoration.nr_measure(),
+    )
+    status = _run_eval(plan, bd_method, quiet, restore=True)
+    sys.exit(EXIT_FAILED if skipped else status)
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _run_eval(plan, bd_method: str, quiet: bool, restore: bool = False) -> int:
     from concurrent.futures.process import BrokenProcessPool
 
     from ..reporting import Reporter
     from .records import RecordLog, RecordsBusy
-    from .runner import FatalError, execute, file_sha256, is_done, plan_units
-    from .summary import write_results
+    from .runner import FatalError, execute, file_sha256
+
+    if restore:
+        from .restoration import Worker, is_done, plan_units, write_results
+    else:
+        from .runner import Worker, is_done, plan_units
+        from .summary import write_results
 
     try:
         plan.out.mkdir(parents=True, exist_ok=True)
@@ -294,6 +453,11 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
     reporter = Reporter(len(pending), quiet, False, False, "eval")
 
     def done(unit, records):
+        if restore:
+            rate = "uncoded" if records[0]["bpp"] is None else f"{records[0]['bpp']:.4f} bpp"
+            scores = ", ".join(f"{r['curve']} {r['psnr']:.2f} dB" for r in records)
+            reporter.ok({}, f"{unit.describe()}: {rate}, {scores}")
+            return
         if unit.codec == "original":
             reporter.ok({}, f"{unit.image} original: task scores measured")
             return
@@ -307,7 +471,7 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
         reporter.error(unit.describe(), message)
 
     try:
-        execute(plan, log, pending, done, failed)
+        execute(plan, log, pending, done, failed, Worker)
     except FatalError as e:
         reporter.close()
         _fail(str(e), EXIT_WEIGHTS)
@@ -325,7 +489,12 @@ def _run_eval(plan, bd_method: str, quiet: bool) -> int:
         log.close()
     status = reporter.close()
     write_results(plan, log.records, bd_method)
-    for name in ("results.md", "results.json", "rate_psnr.png", "rate_msssim.png"):
+    names = ["results.md", "results.json"]
+    if restore:
+        names += [f"rate_psnr_{d.label}.png" for d in plan.degradations]
+    else:
+        names += ["rate_psnr.png", "rate_msssim.png"]
+    for name in names:
         if (plan.out / name).exists():
             click.echo(str(plan.out / name))
     return status
@@ -368,8 +537,9 @@ def eval_report(runs, output, against, ablation, bench_json, memory_json, title)
     """The Markdown tables of finished `ugicm eval` runs, one section per RUN (an --out folder).
 
     Rate-distortion runs give per-quality rows of both decodes and the human decode's BD-rates;
-    machine-task runs give the matched-rate table, the paired bootstrap intervals and, for
-    classification, the sign test. The document names the command that made it.
+    restore runs (--tasks restore) the restore decode's BD-rates per degradation; machine-task
+    runs give the matched-rate table, the paired bootstrap intervals and, for classification,
+    the sign test. The document names the command that made it.
     """
     from .report import ReportError, render
 

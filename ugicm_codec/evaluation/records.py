@@ -30,7 +30,12 @@ class RecordsBusy(Exception):
 
 
 def record_key(record: dict) -> tuple:
-    return (record["image"], record["image_sha256"], record["curve"], record["setting"], record["coder"])
+    """(image, its digest, curve, setting, coder), plus (degradation, seed) for the records of
+    ``ugicm eval --tasks restore``, which code degraded copies of the images."""
+    key = (record["image"], record["image_sha256"], record["curve"], record["setting"], record["coder"])
+    if "degradation" in record:
+        key += (record["degradation"], record["seed"])
+    return key
 
 
 def load(out_dir: Path) -> dict[tuple, dict]:

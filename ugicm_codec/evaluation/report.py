@@ -15,7 +15,9 @@ that ``ugicm eval`` wrote (results.json's "paired", evaluation/paired.py), and f
 the paired view from records.jsonl: how many images only the machine decode classifies right, how
 many only the human one, and the exact two-sided sign-test p-value of that split (McNemar's exact
 test). On a few hundred images a top-1 difference of 1–2 points is a split like 6:3, which chance
-makes often.
+makes often. A run of ``ugicm eval --tasks restore`` gives, per degradation, the BD-rates of the
+restore decode against every other curve and its PSNR gain over the human decode of the same
+files (``restoration.report_rows``).
 
 Every function here returns lines; nothing is printed, so the output is one file made by one
 command and never edited by hand.
@@ -256,6 +258,10 @@ def run_section(
     """One run's section: a heading, what it measured, and its tables."""
     found = results_file(path)
     results = json.loads(found.read_text())
+    if results.get("kind") == "restore":  # `ugicm eval --tasks restore`
+        from .restoration import report_rows
+
+        return [f"## {found.parent.name}", "", *report_rows(results), ""]
     lines = [f"## {found.parent.name}", "", *describe(results), ""]
     if results.get("matched"):
         lines += task_rows(results, load(ablation) if ablation else None)

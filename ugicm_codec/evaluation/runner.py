@@ -292,9 +292,9 @@ def _attempt(worker: Worker, unit: Unit) -> tuple[str, object]:
 _POOL_WORKER: Worker | None = None
 
 
-def _pool_init(plan: EvalPlan) -> None:
+def _pool_init(plan, worker_class) -> None:
     global _POOL_WORKER
-    _POOL_WORKER = Worker(plan)
+    _POOL_WORKER = worker_class(plan)
 
 
 def _pool_attempt(unit: Unit) -> tuple[str, object]:
@@ -307,8 +307,11 @@ def execute(
     units: list[Unit],
     done: Callable[[Unit, list[dict]], None],
     failed: Callable[[Unit, str], None],
+    worker_class=Worker,
 ) -> None:
-    """Runs ``units``, appending their records to ``log``; calls ``done``/``failed`` per unit."""
+    """Runs ``units``, appending their records to ``log``; calls ``done``/``failed`` per unit.
+    ``worker_class(plan)`` measures them (``restoration.Worker`` for a restore run), in this
+    process or in ``plan.jobs`` spawned ones; a WeightsError stops everything (FatalError)."""
 
     def handle(unit, status, payload):
         if status == "fatal":
@@ -321,7 +324,7 @@ def execute(
         done(unit, payload)
 
     if plan.jobs <= 1 or len(units) <= 1:
-        worker = Worker(plan)
+        worker = worker_class(plan)
         for unit in units:
             handle(unit, *_attempt(worker, unit))
         return
@@ -332,7 +335,7 @@ def execute(
     # spawn, not fork: forking a process that has started torch's thread pools can deadlock.
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
-        max_workers=plan.jobs, mp_context=context, initializer=_pool_init, initargs=(plan,)
+        max_workers=plan.jobs, mp_context=context, initializer=_pool_init, initargs=(plan, worker_class)
     )
     try:
         futures = {pool.submit(_pool_attempt, unit): unit for unit in units}

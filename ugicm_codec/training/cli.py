@@ -192,26 +192,74 @@ class _Display:
             self.progress.stop()
 
 
+def _fit_data_options(run_dir_help: str):
+    """The options every fit of a frozen codec shares: where it keeps its run, what it trains
+    and validates on."""
+
+    def decorate(f):
+        for option in reversed(
+            (
+                click.option(
+                    "--run-dir",
+                    required=True,
+                    type=click.Path(file_okay=False, path_type=Path),
+                    help=run_dir_help,
+                ),
+                click.option(
+                    "--data",
+                    multiple=True,
+                    help="Training image folder (repeatable) [default: ../shared/data/train].",
+                ),
+                click.option(
+                    "--val", default="../shared/data/val", show_default=True, help="Validation image folder."
+                ),
+            )
+        ):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _fit_schedule_options(f):
+    """How long a fit runs, how often it reports, on how many threads."""
+    for option in reversed(
+        (
+            click.option(
+                "--minutes",
+                type=float,
+                default=60.0,
+                show_default=True,
+                help="Stop after this much wall time.",
+            ),
+            click.option("--max-steps", type=click.IntRange(1), help="Stop at this step."),
+            click.option(
+                "--log-every",
+                type=click.IntRange(1),
+                default=250,
+                show_default=True,
+                help="Validate, log and checkpoint every this many steps.",
+            ),
+            click.option(
+                "--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads."
+            ),
+        )
+    ):
+        f = option(f)
+    return f
+
+
 @click.command(
     "train-context", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
 )
 @click.argument("init", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--run-dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Checkpoint (last.pt), cached latents and logs.jsonl go here; a rerun resumes.",
-)
+@_fit_data_options("Checkpoint (last.pt), cached latents and logs.jsonl go here; a rerun resumes.")
 @click.option(
     "--arch",
     default="ugicm-hpacg-128-192-r10",
     show_default=True,
     help="Architecture with a context to grow INIT into.",
 )
-@click.option(
-    "--data", multiple=True, help="Training image folder (repeatable) [default: ../shared/data/train]."
-)
-@click.option("--val", default="../shared/data/val", show_default=True, help="Validation image folder.")
 @click.option(
     "--crops",
     type=click.IntRange(1),
@@ -232,18 +280,7 @@ class _Display:
     show_default=True,
     help="Learning rate of h_a, h_s and the z prior.",
 )
-@click.option(
-    "--minutes", type=float, default=60.0, show_default=True, help="Stop after this much wall time."
-)
-@click.option("--max-steps", type=click.IntRange(1), help="Stop at this context step.")
-@click.option(
-    "--log-every",
-    type=click.IntRange(1),
-    default=250,
-    show_default=True,
-    help="Validate, log and checkpoint every this many steps.",
-)
-@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
+@_fit_schedule_options
 @click.option(
     "--graft-to",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -300,5 +337,72 @@ def train_context(
         else:
             fit(settings)
     except (ContextFitError, FileNotFoundError) as e:
+        click.echo(f"ugicm: error: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@click.command(
+    "train-restore", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.argument("init", type=click.Path(exists=True, path_type=Path))
+@_fit_data_options("Checkpoint (last.pt) and logs.jsonl go here; a rerun resumes.")
+@click.option("--crop", type=click.IntRange(64), default=128, show_default=True, help="Crop size in pixels.")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option(
+    "--semantic-weight",
+    type=click.FloatRange(0),
+    default=0.5,
+    show_default=True,
+    help="Weight of L_sem against log(MSE); 0 trains on MSE alone.",
+)
+@click.option("--teacher", type=click.Choice(TEACHERS), default="efficientnet-lite0", show_default=True)
+@_fit_schedule_options
+@click.option("--seed", type=int, default=1234, show_default=True)
+def train_restore(
+    init,
+    run_dir,
+    data,
+    val,
+    crop,
+    batch_size,
+    lr,
+    semantic_weight,
+    teacher,
+    minutes,
+    max_steps,
+    log_every,
+    threads,
+    seed,
+):
+    """Train the restore decode (--prefer restore) of INIT, everything else frozen.
+
+    INIT is shipped weights (a .safetensors file or a weights directory) or a checkpoint. Clean
+    training crops are degraded synthetically (noise, blur, low light, JPEG), encoded at random
+    rates, and the restore decode of their latents is trained towards the clean crops. Export
+    with scripts/export_weights.py --restore RUN_DIR/last.pt.
+    """
+    from .restore import RestoreFit, RestoreFitError, fit
+
+    settings = RestoreFit(
+        init=init,
+        run_dir=run_dir,
+        val=val,
+        crop=crop,
+        batch_size=batch_size,
+        lr=lr,
+        semantic_weight=semantic_weight,
+        teacher=teacher,
+        minutes=minutes,
+        max_steps=max_steps,
+        log_every=log_every,
+        threads=threads,
+        seed=seed,
+    )
+    if data:
+        settings.data = list(data)
+    try:
+        fit(settings)
+    except (RestoreFitError, FileNotFoundError) as e:
         click.echo(f"ugicm: error: {e}", err=True)
         sys.exit(EXIT_FAILED)
