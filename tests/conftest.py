@@ -44,6 +44,16 @@ def tiny_codec():
     )  # golden pixels: the reference decode
 
 
+def default_pixels(ugc: Path, prefer: str = "human", weights: Path = GOLDEN / "tiny"):
+    """The library's decode of ``ugc`` at the default precision on this hardware: what the Pillow
+    plugin, the datasets, the CLI without ``--precision`` and Ray decode to. Where the CPU has no
+    native bf16 it is the golden (float32 reference) decode; where it has, bf16 rounding may move
+    some pixels by a level or two (formats/ugc.md, "Decode precision")."""
+    from ugicm_codec.codec import Codec
+
+    return Codec(weights=weights, device="cpu").decode_array(ugc.read_bytes(), prefer)[0]
+
+
 @pytest.fixture(scope="session")
 def default_codec():
     from ugicm_codec.codec import Codec

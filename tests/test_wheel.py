@@ -90,6 +90,8 @@ def test_wheel_installed_into_a_target_decodes(tmp_path):
             str(out),
             "--threads",
             "2",
+            "--precision",
+            "float32",  # the reference decode, which the golden file holds
         ],
         cwd=work,
         env=env,
