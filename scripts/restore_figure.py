@@ -2,7 +2,7 @@
 and the human and restore decodes of one .ugc file made from the degraded copy, side by side.
 
     python scripts/restore_figure.py ../shared/data/kodak/kodim23.png --degradation noise:25 \\
-        --quality 60 --box 280,120,200 --out docs/restore-noise.png
+        --quality 48 --box 300,60,192 --out docs/restore-noise.webp
 
 The degraded copy is made as ``ugicm eval --tasks restore`` makes it (seed 0); the file is coded
 and decoded by the library, as ``ugicm encode`` / ``ugicm decode --prefer human|restore`` would.

@@ -14,7 +14,7 @@ from ugicm_codec.errors import FormatError, ImageError, ModelMismatchError
 
 
 def test_golden_files_decode_bit_exactly(tiny_codec):
-    for stem in ("tiny-q30", "tiny-q90", "tiny-grey"):
+    for stem in ("tiny-q30", "tiny-q90", "tiny-grey", "tiny-residual"):
         data = (GOLDEN / f"{stem}.ugc").read_bytes()
         for prefer in ("human", "machine"):
             expected = GOLDEN / f"{stem}.{prefer}.png"
@@ -28,8 +28,10 @@ def test_golden_files_decode_bit_exactly(tiny_codec):
 
 def test_golden_files_reencode_identically(tiny_codec, source_image):
     # Deterministic on one machine; across CPUs the encoder's floats may differ (the decoder's may not).
-    assert tiny_codec.encode(source_image, quality=30) == (GOLDEN / "tiny-q30.ugc").read_bytes()
-    assert tiny_codec.encode(source_image.convert("L"), quality=60) == (GOLDEN / "tiny-grey.ugc").read_bytes()
+    # (named for the qualities they were first made at: 0.8·q gives those levels now)
+    assert tiny_codec.encode(source_image, quality=24) == (GOLDEN / "tiny-q30.ugc").read_bytes()
+    assert tiny_codec.encode(source_image.convert("L"), quality=48) == (GOLDEN / "tiny-grey.ugc").read_bytes()
+    assert tiny_codec.encode(source_image, quality=95) == (GOLDEN / "tiny-residual.ugc").read_bytes()
 
 
 def test_one_file_two_decodes(tiny_codec, source_image):
@@ -244,7 +246,9 @@ def test_rate_is_continuous_and_monotone(tiny_codec, source_image):
     sizes = [len(tiny_codec.encode(source_image, quality=q)) for q in (0, 25, 50, 75, 100)]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
     f = container.parse(tiny_codec.encode(source_image, quality=37.5))
-    assert f.rate_level == pytest.approx(0.375 * tiny_codec.max_level)
+    assert f.rate_level == pytest.approx(0.375 * tiny_codec.top_level) and f.residual is None
+    f = container.parse(tiny_codec.encode(source_image, quality=90))  # the top fifth: the residual layer
+    assert f.rate_level == tiny_codec.max_level and f.residual is not None
 
 
 def test_target_bpp_search(tiny_codec, source_image):
@@ -261,7 +265,7 @@ def test_target_size_finds_the_largest_file_within_it(tiny_codec, source_image):
     assert hit.target_met and len(hit.data) <= budget
     # the search stops within 0.2 % of the budget, or where a level 1/4096 of the ladder higher is over it
     higher = tiny_codec.encode(
-        source_image, quality=(hit.level + tiny_codec.max_level / 4096) / tiny_codec.max_level * 100
+        source_image, quality=min(100, (hit.level + tiny_codec.top_level / 4096) / tiny_codec.top_level * 100)
     )
     assert len(hit.data) >= 0.998 * budget or len(higher) > budget
     low = tiny_codec.encode_detailed(source_image, target_size=1)
@@ -278,7 +282,7 @@ def test_target_psnr_finds_a_smaller_file_that_reaches_it(default_codec, source_
     assert hit.target_met and target <= hit.psnr < target + 0.5 and len(hit.data) < len(q60)
     assert hit.psnr == psnr(original, np.asarray(codec.decode(hit.data)))  # what a decode gets
     top = codec.encode_detailed(source_image, target_psnr=60)
-    assert not top.target_met and top.level == codec.max_level and top.psnr < 60
+    assert not top.target_met and top.level == codec.top_level and top.psnr < 60
     grey = source_image.convert("L")  # measured on the grey a decode gives, not on the coded RGB
     hit = codec.encode_detailed(grey, target_psnr=target)
     assert hit.psnr == psnr(np.asarray(grey), np.asarray(codec.decode(hit.data))) >= target

@@ -159,8 +159,8 @@ def test_info_does_not_import_torch():
     code = (
         "import sys; from ugicm_codec.cli import main; "
         "from click.testing import CliRunner; "
-        f"r = CliRunner().invoke(main, ['info', r'{GOLDEN / 'tiny-q30.ugc'}']); "
-        "assert r.exit_code == 0, r.output; "
+        f"r = CliRunner().invoke(main, ['info', r'{GOLDEN / 'tiny-q30.ugc'}', r'{GOLDEN / 'tiny-residual.ugc'}']); "
+        "assert r.exit_code == 0 and 'residual    step' in r.output, r.output; "
         "print('torch' in sys.modules, 'compressai' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

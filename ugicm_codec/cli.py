@@ -275,7 +275,8 @@ def _common(f):
     "--quality",
     type=click.FloatRange(0, 100),
     default=None,
-    help="Quality from 0 to 100, continuous (default 60).",
+    help="Quality from 0 to 100, continuous (default 50): up to 80 the learned rate ladder, above "
+    "it a residual layer for the human decode (about 40 dB on photos at 90, 44 dB at 100).",
 )
 @click.option(
     "--target-bpp",
@@ -455,6 +456,9 @@ def info(files, as_json, max_pixels):
         click.echo(f"  model       {summary['model']} (weights {summary['weights_digest']})")
         click.echo(f"  image       {f.width}x{f.height} {f.colour_mode}")
         click.echo(f"  rate level  {summary['rate_level']:g}")
+        if f.residual is not None:
+            step = summary["residual_step"]
+            click.echo(f"  residual    step {step:g} grey levels" if step else "  residual    damaged header")
         click.echo(
             f"  latents     y {f.y_shape[0]}x{f.y_shape[1]}, z {f.z_shape[0]}x{f.z_shape[1]}, "
             f"{len(f.tiles)} tile(s) of {summary['tile_pixels']} px"

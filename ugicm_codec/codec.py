@@ -15,6 +15,7 @@ Images are processed in tiles so memory stays bounded whatever their size:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import container
+from . import container, residual
 from .container import DEFAULT_MAX_PIXELS, DEFAULT_TILE, LATENT_STRIDE, PAD_MULTIPLE, UgcFile
 from .errors import FormatError, ImageError, ModelMismatchError, UgicmError
 from .image_io import PSNR_CAP_DB, Picture, check_size, open_image, psnr, to_picture
@@ -45,7 +46,7 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Im
 UgcSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, Image.Image, UgcFile]
 Progress = Callable[[int, int], None]
 
-DEFAULT_QUALITY = 60.0
+DEFAULT_QUALITY = 50.0
 ANALYSIS_MARGIN = 4  # latent samples (64 px) of context around each analysis tile
 SYNTHESIS_TILE = REFERENCE_TILE  # latent samples (640 px) per tile side of the reference decode
 
@@ -107,12 +108,20 @@ class Codec:
     # ------------------------------------------------------------------ rate
     @property
     def max_level(self) -> float:
+        """The top of the learned ladder: the highest rate level a file's header holds."""
         return self.model.max_level
 
+    @property
+    def top_level(self) -> float:
+        """The top of the whole rate range: levels above ``max_level`` add the residual layer
+        (``residual``) to the human decode of the ladder's top."""
+        return residual.top_level(self.max_level)
+
     def quality_to_level(self, quality: float) -> float:
+        """Quality 0-100 onto the whole range, linearly: 0-80 the ladder, 80-100 the residual layer."""
         if not 0.0 <= quality <= 100.0:
             raise ValueError(f"quality must be in [0, 100], not {quality}")
-        return quality / 100.0 * self.max_level
+        return quality / 100.0 * self.top_level
 
     # ------------------------------------------------------------------ encode
     def encode(
@@ -169,8 +178,13 @@ class Codec:
         # Analysis runs over the same tiles as entropy coding: half the work each, for the bar.
         y = self._analysis(padded, None if progress is None else lambda done: progress(done, 2 * len(grid)))
         alpha = None if picture.alpha is None else zlib.compress(picture.alpha.tobytes(), 9)
+        top: dict[bool, tuple] = {}  # refine -> (tiles, reference decode) at the ladder's top
 
         def code(level: float, refine: bool = False) -> bytes:
+            above = level > self.max_level
+            if above and refine in top:
+                return layered(level, *top[refine])
+            base = min(level, self.max_level)
             tiles = []
             for zt, zl, zh, zw in grid:
                 s = 4  # y samples per z sample
@@ -178,27 +192,47 @@ class Codec:
                 if refine:
                     refined = self._refine_tile(padded, (w, h), (zt, zl, zh, zw), y_tile, level, refine_steps)
                     y_tile, z_tile = refined.y, refined.z
-                out = self.model.compress_latent(y_tile, level, z_tile)
+                out = self.model.compress_latent(y_tile, base, z_tile)
                 tiles.append((out["strings"][1], out["strings"][0]))
                 if progress is not None:
                     progress(len(grid) + len(tiles), 2 * len(grid))
-            return container.build(
-                UgcFile(
-                    model_id=self.info.name,
-                    weights_digest=self.info.digest,
-                    width=w,
-                    height=h,
-                    colour_mode=picture.colour_mode,
-                    rate_level=level,
-                    y_shape=y_shape,
-                    z_shape=z_shape,
-                    tiles=tiles,
-                    tile=self.entropy_tile,
-                    alpha=alpha,
-                    icc_profile=picture.icc_profile,
-                    exif=picture.exif,
-                )
+            f = UgcFile(
+                model_id=self.info.name,
+                weights_digest=self.info.digest,
+                width=w,
+                height=h,
+                colour_mode=picture.colour_mode,
+                rate_level=base,
+                y_shape=y_shape,
+                z_shape=z_shape,
+                tiles=tiles,
+                tile=self.entropy_tile,
+                alpha=alpha,
+                icc_profile=picture.icc_profile,
+                exif=picture.exif,
             )
+            if not above:
+                return container.build(f)
+            # The residual is taken against the reference decode, what a float32 decoder makes.
+            y_hat = self._decode_latent(f)
+            top[refine] = f, self._synthesis(y_hat, f, 0.0, precision="float32")
+            return layered(level, *top[refine])
+
+        layers: dict[bytes, tuple[np.ndarray, bytes]] = {}  # file -> (reference decode, residual)
+
+        def layered(level: float, f: UgcFile, reference: np.ndarray) -> bytes:
+            step = residual.step_at(level, self.max_level)
+            payload = residual.encode(picture.rgb, reference, step)
+            data = container.build(dataclasses.replace(f, residual=payload))
+            if payload is not None:
+                layers[data] = reference, payload
+            return data
+
+        def human(data: bytes) -> Picture:
+            """The human decode of a file just coded (a residual probe reuses its reference decode)."""
+            if data in layers:
+                return Picture(residual.apply(*layers[data]), picture.colour_mode)
+            return self.decode_picture(data, 0.0)
 
         met = reached = None
         if target_bpp is not None or target_size is not None:
@@ -207,7 +241,9 @@ class Codec:
             bits = target_size * 8 if target_size is not None else target_bpp * w * h
             level, data, met = self._within_budget(code, bits, refine_steps)
         elif target_psnr is not None:
-            level, data, reached = self._reaching_psnr(code, picture.planes(), target_psnr, refine_steps)
+            level, data, reached = self._reaching_psnr(
+                code, human, picture.planes(), target_psnr, refine_steps
+            )
             met = reached >= target_psnr
         else:
             level = self.quality_to_level(DEFAULT_QUALITY if quality is None else quality)
@@ -229,8 +265,8 @@ class Codec:
             code,
             lambda data: math.log2(len(data) * 8 / bits),
             lambda e: e <= 0,
-            self.max_level,
-            resolution=self.max_level / 4096,
+            self.top_level,
+            resolution=self.top_level / 4096,
             close_enough=lambda fit, over: fit[2] >= math.log2(0.998),
         )
         level, data, _ = fit or over
@@ -241,25 +277,25 @@ class Codec:
         return level, data, fits(data)
 
     def _reaching_psnr(
-        self, code, planes: np.ndarray, target: float, refine_steps: int
+        self, code, human, planes: np.ndarray, target: float, refine_steps: int
     ) -> tuple[float, bytes, float]:
-        """(level, file, its human decode's PSNR): the smallest file whose human decode reaches
-        ``target`` dB against ``planes`` (``Picture.planes``), or the highest level's when even
-        that falls short."""
+        """(level, file, its human decode's PSNR): the smallest file whose human decode
+        (``human(file)``, a Picture) reaches ``target`` dB against ``planes``
+        (``Picture.planes``), or the highest level's when even that falls short."""
         if not 0 < target <= PSNR_CAP_DB:
             raise ValueError(f"target PSNR must be in (0, {PSNR_CAP_DB:g}] dB, not {target}")
 
         def quality(data: bytes) -> float:
-            return psnr(planes, self.decode_picture(data, 0.0).planes())
+            return psnr(planes, human(data).planes())
 
         # Each probe decodes its file, so the search stops sooner than a budget's: within 0.01 dB
-        # of the target, or 1/256 of the ladder's span from where it is crossed.
+        # of the target, or 1/256 of the rate range from where it is crossed.
         short, reached = _search_level(
             code,
             lambda data: quality(data) - target,
             lambda e: e < 0,
-            self.max_level,
-            resolution=self.max_level / 256,
+            self.top_level,
+            resolution=self.top_level / 256,
             close_enough=lambda short, reached: reached[2] <= 0.01,
         )
         level, data, excess = reached or short
@@ -363,19 +399,24 @@ class Codec:
     ) -> Picture:
         """The decoded pixels and what travels beside them. ``progress(done, total)`` is called
         after each entropy tile decoded and each synthesis tile made."""
-        beta = self._preference(prefer)
         f = self.ugc_file(data)
+        beta = _layered(f, self._preference(prefer))
         alpha = _alpha_plane(f) if f.alpha is not None else None
+        precision = self._precision_for(f, beta)
         if progress is not None:
             total = len(f.tiles) + tile_count(
-                f.y_shape, f.height, f.width, self.precision, self.device, self.synthesis_tile
+                f.y_shape, f.height, f.width, precision, self.device, self.synthesis_tile
             )
             tick = lambda done, first=0: progress(first + done, total)  # noqa: E731
         y_hat = self._decode_latent(f, None if progress is None else tick)
         rgb = self._synthesis(
-            y_hat, f, beta, progress=None if progress is None else lambda done: tick(done, len(f.tiles))
+            y_hat,
+            f,
+            beta,
+            precision=precision,
+            progress=None if progress is None else lambda done: tick(done, len(f.tiles)),
         )
-        return Picture(rgb, f.colour_mode, alpha, f.icc_profile, f.exif)
+        return Picture(self._with_residual(rgb, f, beta), f.colour_mode, alpha, f.icc_profile, f.exif)
 
     def decode_array(self, data: UgcSource, prefer: str | float = "human") -> tuple[np.ndarray, str]:
         """(HxWx3 uint8 RGB, the colour mode it stands for: "RGB" or "L")."""
@@ -417,14 +458,17 @@ class Codec:
         out: list = [None] * len(files)
         groups: dict = {}
         for i, f in enumerate(files):
-            key = (f.width, f.height, f.y_shape, f.rate_level) if stack else i
+            key = (f.width, f.height, f.y_shape, f.rate_level, f.residual is None) if stack else i
             groups.setdefault(key, []).append(i)
         for members in groups.values():
             for start in range(0, len(members), max(1, batch_size)):
                 chunk = members[start : start + max(1, batch_size)]
                 y_hat = torch.cat([self._decode_latent(files[i]) for i in chunk])
-                rgb = self._synthesis(y_hat, files[chunk[0]], beta, batched=True)
+                first = files[chunk[0]]
+                b = _layered(first, beta)
+                rgb = self._synthesis(y_hat, first, b, batched=True, precision=self._precision_for(first, b))
                 for i, image in zip(chunk, rgb):
+                    image = self._with_residual(image, files[i], b)
                     out[i] = torch.from_numpy(image).permute(2, 0, 1) if as_tensors else image
         return out
 
@@ -436,6 +480,24 @@ class Codec:
             load_restore(self.model, self.info)
             self.model.place(self.device)
         return beta
+
+    def _precision_for(self, f: UgcFile, beta: float | str) -> str:
+        """The synthesis precision of a decode: a residual layer was taken against the reference
+        decode, so the human decode of a file with one runs at float32 unless told otherwise."""
+        if f.residual is not None and beta == 0.0 and self.precision == DEFAULT_PRECISION:
+            return "float32"
+        return self.precision
+
+    @staticmethod
+    def _with_residual(rgb: np.ndarray, f: UgcFile, beta: float | str) -> np.ndarray:
+        """The human decode (β = 0, after ``_layered``) with the file's residual layer added;
+        the restore decode as it is."""
+        if f.residual is None or beta != 0.0:
+            return rgb
+        try:
+            return residual.apply(rgb, f.residual)
+        except (RuntimeError, ValueError, OverflowError) as e:
+            raise FormatError(f"corrupt residual layer ({e})") from None
 
     def _decode_latent(self, f: UgcFile, progress: Callable[[int], None] | None = None) -> torch.Tensor:
         y_hat = torch.empty(1, self.model.arch.M, *f.y_shape)
@@ -456,6 +518,7 @@ class Codec:
         beta: float,
         batched: bool = False,
         progress: Callable[[int], None] | None = None,
+        precision: str | None = None,
     ) -> np.ndarray:
         """HxWx3 pixels of ``y_hat`` (1xMxhxw); with ``batched``, NxHxWx3 of NxMxhxw latents of
         files of ``f``'s size and rate level (``synthesis.synthesize``, at this codec's precision)."""
@@ -466,11 +529,20 @@ class Codec:
             beta,
             f.height,
             f.width,
-            self.precision,
+            precision or self.precision,
             self.synthesis_tile,
             progress,
         )
         return out if batched else out[0]
+
+
+def _layered(f: UgcFile, beta: float | str) -> float | str:
+    """The preference a file is decoded for: with a residual layer, every preference but restore
+    decodes the residual-corrected human decode. The layer is coded against the human decode,
+    and an image that close to the original (40 dB and up) serves analytics better than a decode
+    that trades fidelity for semantics where bits are scarce; restore keeps its own decode, which
+    the residual of a degraded input would only take back towards the degradation."""
+    return 0.0 if f.residual is not None and beta != RESTORE else beta
 
 
 def _search_level(code, excess, holds, top: float, resolution: float, close_enough, max_probes: int = 30):

@@ -171,8 +171,21 @@ __all__ = [
     "GDN",
     "GaussianConditional",
     "RansDecoder",
+    "guard_stream",
     "conv",
     "deconv",
     "get_scale_table",
     "quantize_ste",
 ]
+
+
+def guard_stream(stream: bytes, symbols: int) -> bytes:
+    """Appends zero bytes so CompressAI's rANS decoder can never read past the buffer.
+
+    That decoder has no bounds checks: on a crafted or damaged stream it keeps reading 32-bit
+    words for every remaining symbol, and a bypass-coded run can read up to about 16 bytes per
+    byte of stream first. Trailing zeros bound every such read (in zeros the decoder's state
+    drains and each symbol takes one word) and change nothing for a valid stream, which the
+    decoder never reads beyond.
+    """
+    return stream + bytes(32 * len(stream) + 8 * symbols + 4096)

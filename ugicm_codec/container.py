@@ -28,6 +28,7 @@ CHUNK_TILE = b"TILE"  # one per entropy tile, raster order: z stream length, z s
 CHUNK_ALPHA = b"ALPH"  # zlib-compressed 8-bit alpha plane, lossless
 CHUNK_ICC = b"iCCP"  # ICC profile of the source image
 CHUNK_EXIF = b"eXIf"  # EXIF of the source image (orientation already applied to the pixels)
+CHUNK_RESIDUAL = b"rESI"  # the residual layer of the human decode (residual.py), above the ladder
 KNOWN_CRITICAL = {CHUNK_TILE, CHUNK_ALPHA}
 REPEATABLE = {CHUNK_TILE}
 
@@ -78,6 +79,7 @@ class UgcFile:
     alpha: bytes | None = None  # zlib-compressed alpha plane
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    residual: bytes | None = None  # the residual layer's payload (``residual``)
     extra_chunks: dict[bytes, bytes] = field(default_factory=dict)  # ancillary, unknown
     version: int = VERSION
     flags: int = 0
@@ -96,6 +98,7 @@ class UgcFile:
             (CHUNK_ALPHA, self.alpha),
             (CHUNK_ICC, self.icc_profile),
             (CHUNK_EXIF, self.exif),
+            (CHUNK_RESIDUAL, self.residual),
         ):
             if value is not None:
                 sizes[name.decode()] = len(value)
@@ -123,7 +126,13 @@ def build(f: UgcFile) -> bytes:
     if f.colour_mode not in COLOUR_MODES:
         raise ValueError(f"unknown colour mode {f.colour_mode!r}")
     chunks = [dict(type=CHUNK_TILE, data=_TILE.build(dict(z=z, y=y))) for z, y in f.tiles]
-    for name, value in ((CHUNK_ALPHA, f.alpha), (CHUNK_ICC, f.icc_profile), (CHUNK_EXIF, f.exif)):
+    known = (
+        (CHUNK_ALPHA, f.alpha),
+        (CHUNK_ICC, f.icc_profile),
+        (CHUNK_EXIF, f.exif),
+        (CHUNK_RESIDUAL, f.residual),
+    )
+    for name, value in known:
         if value is not None:
             chunks.append(dict(type=name, data=value))
     chunks += [dict(type=t, data=d) for t, d in f.extra_chunks.items()]
@@ -229,7 +238,7 @@ def _validate(raw, max_pixels: int) -> UgcFile:
     expected = len(tile_grid(z_shape, raw.tile))
     if len(tiles) != expected:
         raise FormatError(f"file has {len(tiles)} tiles, its header needs {expected}")
-    known = {CHUNK_ALPHA, CHUNK_ICC, CHUNK_EXIF}
+    known = {CHUNK_ALPHA, CHUNK_ICC, CHUNK_EXIF, CHUNK_RESIDUAL}
     return UgcFile(
         model_id=raw.model_id,
         weights_digest=bytes(raw.weights_digest),
@@ -244,6 +253,7 @@ def _validate(raw, max_pixels: int) -> UgcFile:
         alpha=chunks.get(CHUNK_ALPHA),
         icc_profile=chunks.get(CHUNK_ICC),
         exif=chunks.get(CHUNK_EXIF),
+        residual=chunks.get(CHUNK_RESIDUAL),
         extra_chunks={k: v for k, v in chunks.items() if k not in known},
         version=raw.version,
         flags=raw.flags,
@@ -268,4 +278,16 @@ def describe(f: UgcFile, file_size: int) -> dict:
         "bytes": file_size,
         "bpp": round(file_size * 8 / f.pixels, 6),
         "chunks": f.chunk_sizes(),
+        **({} if f.residual is None else {"residual_step": _residual_step(f.residual)}),
     }
+
+
+def _residual_step(payload: bytes) -> float | None:
+    """The residual layer's quantiser step, None when its header is damaged (the chunk is
+    ancillary: ``info`` reports the rest of the file)."""
+    from .residual import describe
+
+    try:
+        return describe(payload)["step"]
+    except FormatError:
+        return None

@@ -30,6 +30,7 @@ from .compressai_seam import (
     conv,
     deconv,
     get_scale_table,
+    guard_stream,
     quantize_ste,
 )
 from .entropy import CheckerboardContext
@@ -650,18 +651,6 @@ def _initialisers_skipped():
     finally:
         for n, f in saved.items():
             setattr(nn.init, n, f)
-
-
-def guard_stream(stream: bytes, symbols: int) -> bytes:
-    """Appends zero bytes so CompressAI's rANS decoder can never read past the buffer.
-
-    That decoder has no bounds checks: on a crafted or damaged stream it keeps reading 32-bit
-    words for every remaining symbol, and a bypass-coded run can read up to about 16 bytes per
-    byte of stream first. Trailing zeros bound every such read (in zeros the decoder's state
-    drains and each symbol takes one word) and change nothing for a valid stream, which the
-    decoder never reads beyond.
-    """
-    return stream + bytes(32 * len(stream) + 8 * symbols + 4096)
 
 
 def bits_per_pixel(likelihoods: dict, num_pixels: int) -> torch.Tensor:
