@@ -33,6 +33,11 @@ def relabel(run: Path) -> None:
         lines.append(json.dumps(r))
     (run / "records.jsonl").write_text("\n".join(lines) + "\n")
     results["ugicm"]["qualities"] = [round(q * SCALE, 6) for q in results["ugicm"]["qualities"]]
+    for entry in results.get("degradations", {}).values():  # the averaged curves of a restore run
+        for curve, points in entry["curves"].items():
+            for point in points if curve.startswith("ugicm") else ():
+                point["quality"] = round(point["quality"] * SCALE, 6)
+                point["setting"] = label(point["quality"])
     results["ugicm"]["quality_scale"] = "residual"
     (run / "results.json").write_text(json.dumps(results, indent=2))
     print(f"{run}: relabelled")

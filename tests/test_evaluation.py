@@ -636,6 +636,7 @@ def test_report_renders_the_speed_and_memory_files(tmp_path):
         "results": [
             {
                 "codec": "ugicm",
+                "version": "after",
                 "device": "cpu",
                 "image": "/x/kodim01.png",
                 "threads": 2,
@@ -672,9 +673,12 @@ def test_report_renders_the_speed_and_memory_files(tmp_path):
         [str(tmp_path / "run")], bench=tmp_path / "bench.json", memory=tmp_path / "memory.json"
     ).splitlines()
     assert "## Speed" in lines and "## Large images in bounded memory" in lines
-    assert "| kodim01 | ugicm | cpu | 2 | 0.850 | 0.720 | 1.100 | 1218 |" in lines
-    assert any(line.startswith("| kodim01 | avif | cpu | | error: no AVIF") for line in lines)
+    assert "| kodim01 | ugicm | after | cpu | 2 | 0.850 | 0.720 | 1.100 | 1218 |" in lines
+    assert any(line.startswith("| kodim01 | avif |  | cpu | | error: no AVIF") for line in lines)
     assert "| 1 | 1224×816 | 3.4 | 1.18 | 5.8 | 1.23 | 7.4 | 1.25 | 0.106 |" in lines
+    (tmp_path / "bench.json").write_text(json.dumps({"kodak": bench}))  # not the bench's own shape
+    with pytest.raises(report.ReportError, match="not a readable speed"):
+        report.render([str(tmp_path / "run")], bench=tmp_path / "bench.json")
     (tmp_path / "memory.json").write_text(json.dumps({"rows": [{"megapixels": 1}]}))
     with pytest.raises(report.ReportError, match="not a readable large images"):
         report.render([str(tmp_path / "run")], memory=tmp_path / "memory.json")

@@ -146,3 +146,11 @@ def test_batched_decodes_apply_the_layer(tiny_codec, source_image):
         decoded = tiny_codec.decode_batch(files, "machine", stack=stack)
         for data, image in zip(files, decoded):
             assert np.array_equal(image, np.asarray(tiny_codec.decode(data, "machine")))
+
+
+def test_greyscale_files_get_the_layer_and_stay_greyscale(tiny_codec, source_image):
+    grey = source_image.convert("L")
+    q80, q95 = (tiny_codec.encode(grey, quality=q) for q in (80, 95))
+    base, layered = (tiny_codec.decode(d) for d in (q80, q95))
+    assert layered.mode == "L" and container.parse(q95).residual is not None
+    assert psnr(np.asarray(grey), np.asarray(layered)) > psnr(np.asarray(grey), np.asarray(base)) + 3

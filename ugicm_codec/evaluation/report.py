@@ -279,21 +279,27 @@ def run_section(
 
 
 def speed_rows(bench: dict) -> list[str]:
-    """The table of an `ugicm bench --json` file: medians per codec, device and image."""
+    """The table of an `ugicm bench --json` file: medians per codec, version (before/after with
+    ``--compare-with``), device and image."""
+    if not isinstance(bench.get("results"), list):
+        raise KeyError("results")
     lines = [
         f"`ugicm bench --repeat {bench.get('repeat', '?')} --json`; median of the timed runs after one warm-up, "
         f"on {bench.get('host', {}).get('cpus', '?')} CPUs ({bench.get('host', {}).get('platform', '?')}).",
         "",
     ]
-    lines += _table(["image", "codec", "device", "threads", "bpp", "encode s", "decode s", "peak RSS MiB"])
+    lines += _table(
+        ["image", "codec", "version", "device", "threads", "bpp", "encode s", "decode s", "peak RSS MiB"]
+    )
     for r in bench.get("results", []):
         image = Path(str(r.get("image", "?"))).stem
+        head = f"| {image} | {r.get('codec')} | {r.get('version', '')} | {r.get('device')} |"
         if "error" in r:
-            lines.append(f"| {image} | {r.get('codec')} | {r.get('device')} | | error: {r['error']} | | | |")
+            lines.append(f"{head} | error: {r['error']} | | | |")
             continue
         lines.append(
-            f"| {image} | {r['codec']} | {r['device']} | {r.get('threads', '')} | {r['bpp']:.3f} | "
-            f"{r['encode_s']:.3f} | {r['decode_s']:.3f} | {r.get('peak_rss_mib', 0):.0f} |"
+            f"{head} {r.get('threads', '')} | {r['bpp']:.3f} | {r['encode_s']:.3f} | {r['decode_s']:.3f} | "
+            f"{r.get('peak_rss_mib', 0):.0f} |"
         )
     return lines
 
