@@ -125,6 +125,22 @@ def test_eval_bad_input_is_one_line(tmp_path):
     assert "Traceback" not in result.output
 
 
+def _jpeg_only(folder: Path, out: Path) -> list[str]:
+    """``ugicm eval`` of JPEG at one quality alone: a quick run with no model."""
+    return [
+        "eval",
+        str(folder),
+        "--out",
+        str(out),
+        "--qualities",
+        "none",
+        "--baselines",
+        "jpeg",
+        "--baseline-qualities",
+        "50",
+    ]
+
+
 def test_eval_reads_a_dataset_root_with_images_folder(tmp_path):
     from PIL import Image
 
@@ -134,21 +150,7 @@ def test_eval_reads_a_dataset_root_with_images_folder(tmp_path):
     Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(
         tmp_path / "set" / "images" / "a.png"
     )
-    result = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            str(tmp_path / "set"),
-            "--out",
-            str(tmp_path / "o"),
-            "--qualities",
-            "none",
-            "--baselines",
-            "jpeg",
-            "--baseline-qualities",
-            "50",
-        ],
-    )
+    result = CliRunner().invoke(main, _jpeg_only(tmp_path / "set", tmp_path / "o"))
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "o" / "records.jsonl").read_text().splitlines()[0])
     assert record["image"] == "a.png" and record["bpp"] > 0
@@ -162,18 +164,7 @@ def test_a_second_eval_on_the_same_out_is_refused(tmp_path):
 
     (tmp_path / "set").mkdir()
     Image.fromarray(_image(24, 32)).save(tmp_path / "set" / "a.png")
-    args = [
-        "eval",
-        str(tmp_path / "set"),
-        "--out",
-        str(tmp_path / "o"),
-        "--qualities",
-        "none",
-        "--baselines",
-        "jpeg",
-        "--baseline-qualities",
-        "50",
-    ]
+    args = _jpeg_only(tmp_path / "set", tmp_path / "o")
     running = RecordLog(tmp_path / "o")  # stands for a run in progress (the lock is per open file)
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output

@@ -146,33 +146,15 @@ def _execute(
         info = locate(codec_options["weights"])  # fail fast, before any worker starts
         if restore:
             restore_path(info)
+        work = (list(inputs), plan, reporter, job, job_args)
+        shared = dict(codec_options=codec_options, skip_existing=skip_existing, target_args=target_args)
         if ray:
             from .cluster import run_on_ray
 
-            code = run_on_ray(
-                ray,
-                list(inputs),
-                plan,
-                reporter,
-                job,
-                job_args,
-                codec_options=codec_options,
-                skip_existing=skip_existing,
-                target_args=target_args,
-            )
+            code = run_on_ray(ray, *work, **shared)
         else:
             set_progress(reporter.tile_progress())  # a single large file on a terminal: its tiles
-            code = run_batch(
-                list(inputs),
-                plan,
-                reporter,
-                job,
-                job_args,
-                codec_options=codec_options,
-                jobs=jobs,
-                skip_existing=skip_existing,
-                target_args=target_args,
-            )
+            code = run_batch(*work, jobs=jobs, **shared)
     except ReaderGoneError:
         if reporter.progress is not None:
             with contextlib.suppress(Exception):  # its terminal may be the pipe that closed
@@ -218,6 +200,26 @@ def main():
       ugicm info photo.ugc
       cat a.png | ugicm encode - -o - | ugicm decode - --prefer machine -o - > m.png
     """
+
+
+def _run_common(
+    inputs, plan: OutputPlan, kind: str, job, job_args, common: dict, codec_options=None, **execute
+):
+    """``_execute`` with the options every coding command takes (``_common``)."""
+    reporter = Reporter(len(inputs), common["quiet"], common["as_json"], plan.writes_stdout, kind)
+    codec = {k: common[k] for k in ("weights", "device", "threads", "max_pixels")} | (codec_options or {})
+    _execute(
+        inputs,
+        plan,
+        reporter,
+        job,
+        job_args,
+        codec,
+        common["jobs"],
+        common["skip_existing"],
+        ray=common["ray"],
+        **execute,
+    )
 
 
 def _common(f):
@@ -307,25 +309,7 @@ def _common(f):
 )
 @click.option("--strip", is_flag=True, help="Leave out the ICC profile and EXIF metadata.")
 @_common
-def encode(
-    inputs,
-    output,
-    quality,
-    target_bpp,
-    target_size,
-    target_psnr,
-    refine_steps,
-    strip,
-    weights,
-    device,
-    threads,
-    max_pixels,
-    quiet,
-    as_json,
-    jobs,
-    skip_existing,
-    ray,
-):
+def encode(inputs, output, quality, target_bpp, target_size, target_psnr, refine_steps, strip, **common):
     """Compress images (PNG, JPEG, WebP, TIFF, BMP; - for stdin) into .ugc files."""
     from .batch import encode_job
     from .rates import chosen_rate
@@ -340,19 +324,8 @@ def encode(
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    plan = _plan(inputs, output, ".ugc")
-    reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "encode")
-    options = dict(weights=weights, device=device, threads=threads, max_pixels=max_pixels)
-    _execute(
-        inputs,
-        plan,
-        reporter,
-        encode_job,
-        (rate, not strip, refine_steps),
-        options,
-        jobs,
-        skip_existing,
-        ray=ray,
+    _run_common(
+        inputs, _plan(inputs, output, ".ugc"), "encode", encode_job, (rate, not strip, refine_steps), common
     )
 
 
@@ -383,21 +356,7 @@ def encode(
     "bfloat16. The parse is exact under all of them (formats/ugc.md).",
 )
 @_common
-def decode(
-    inputs,
-    output,
-    prefer,
-    precision,
-    weights,
-    device,
-    threads,
-    max_pixels,
-    quiet,
-    as_json,
-    jobs,
-    skip_existing,
-    ray,
-):
+def decode(inputs, output, prefer, precision, **common):
     """Reconstruct images from .ugc files, for people or for machine analytics."""
     from .batch import decode_job, output_format
 
@@ -412,22 +371,16 @@ def decode(
             output_format(plan.target(name))
     except OutputError as e:
         raise click.UsageError(str(e)) from None
-    reporter = Reporter(len(inputs), quiet, as_json, plan.writes_stdout, "decode")
-    options = dict(
-        weights=weights, device=device, threads=threads, max_pixels=max_pixels, precision=precision
-    )
-    _execute(
+    _run_common(
         inputs,
         plan,
-        reporter,
+        "decode",
         decode_job,
         (beta,),
-        options,
-        jobs,
-        skip_existing,
+        common,
+        dict(precision=precision),
         target_args=lambda target: (output_format(target),),
-        ray=ray,
-        check=lambda name, data: container.parse(data, max_pixels),
+        check=lambda name, data: container.parse(data, common["max_pixels"]),
         restore=beta == RESTORE,
     )
 

@@ -260,20 +260,8 @@ def encode_on_ray(
     )
     names = [str(i) for i in inputs]
     plan = OutputPlan(names, str(output_dir) + os.sep, ".ugc")
-    reporter = _Collect()
-    run_on_ray(
-        address,
-        names,
-        plan,
-        reporter,
-        encode_job,
-        (rate, keep_metadata, refine_steps),
-        codec_options=dict(weights=weights, device="auto", threads=None, max_pixels=_max_pixels()),
-        skip_existing=skip_existing,
-        actors=actors,
-        num_cpus=num_cpus,
-    )
-    return reporter.records
+    job = (encode_job, (rate, keep_metadata, refine_steps))
+    return _collected(address, names, plan, job, weights, skip_existing, actors, num_cpus)
 
 
 def decode_on_ray(
@@ -296,17 +284,27 @@ def decode_on_ray(
     names = [str(i) for i in inputs]
     plan = OutputPlan(names, str(output_dir) + os.sep, suffix)
     fmt = output_format(plan.target(names[0])) if names else "PNG"
+    job = (decode_job, (beta,))
+    return _collected(
+        address, names, plan, job, weights, skip_existing, actors, num_cpus, lambda target: (fmt,)
+    )
+
+
+def _collected(
+    address, names, plan, job, weights, skip_existing, actors, num_cpus, target_args=None
+) -> list[dict]:
+    """``run_on_ray`` of ``job`` (the job function and its arguments) on ``names`` with the
+    library's codec options; the records it reports, one a file."""
     reporter = _Collect()
     run_on_ray(
         address,
         names,
         plan,
         reporter,
-        decode_job,
-        (beta,),
+        *job,
         codec_options=dict(weights=weights, device="auto", threads=None, max_pixels=_max_pixels()),
         skip_existing=skip_existing,
-        target_args=lambda target: (fmt,),
+        target_args=target_args,
         actors=actors,
         num_cpus=num_cpus,
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -499,120 +499,44 @@ class UGICM(CompressionModel):
         return super().update(scale_table, force, update_quantiles)
 
 
-ARCHITECTURES: dict[str, Architecture] = {
-    "ugicm-hp-128-192": Architecture("ugicm-hp-128-192", N=128, M=192),
-    # The same with residual PCDM blocks in g_s; grows from ugicm-hp-128-192 weights (see
-    # training.loop.Trainer.initialise), which it decodes identically until trained.
-    "ugicm-hpr-128-192": Architecture("ugicm-hpr-128-192", N=128, M=192, residual=True),
-    # The same with an anchored, rate-aware PCDM and machine adapters: the human decode depends
-    # on nothing the machine sessions train. Grows from either of the above.
-    "ugicm-hpa-128-192": Architecture(
-        "ugicm-hpa-128-192", N=128, M=192, residual=True, anchored=True, adapters=True
-    ),
-    # The same two, with the rate ladder continued down to 0.1 bpp (WIDE_LAMBDAS, 10 points);
-    # they grow from the 8-point ones.
-    "ugicm-hp-128-192-r10": Architecture("ugicm-hp-128-192-r10", N=128, M=192, lambdas=WIDE_LAMBDAS),
-    "ugicm-hpa-128-192-r10": Architecture(
-        "ugicm-hpa-128-192-r10",
-        N=128,
-        M=192,
-        residual=True,
-        anchored=True,
-        adapters=True,
-        lambdas=WIDE_LAMBDAS,
-    ),
-    # The same with a checkerboard context in the entropy model; grows from it, coding alike
-    # until trained (entropy.CheckerboardContext).
-    "ugicm-hpac-128-192-r10": Architecture(
-        "ugicm-hpac-128-192-r10",
-        N=128,
-        M=192,
-        residual=True,
-        anchored=True,
-        adapters=True,
-        lambdas=WIDE_LAMBDAS,
-        context=True,
-    ),
-    # The same with the context coded in ELIC's uneven channel groups; grows from it, coding
-    # alike until trained.
-    "ugicm-hpacg-128-192-r10": Architecture(
-        "ugicm-hpacg-128-192-r10",
-        N=128,
-        M=192,
-        residual=True,
-        anchored=True,
-        adapters=True,
-        lambdas=WIDE_LAMBDAS,
-        context=True,
-        context_groups=(16, 16, 32, 64, 64),
-    ),
-    # The same with the ladder continued three points up (HIGH_LAMBDAS, 13 points, λ up to 0.72);
-    # grows from it, the trained points and their conditioning unchanged.
-    "ugicm-hpacg-128-192-r13": Architecture(
-        "ugicm-hpacg-128-192-r13",
-        N=128,
-        M=192,
-        residual=True,
-        anchored=True,
-        adapters=True,
-        lambdas=HIGH_LAMBDAS,
-        context=True,
-        context_groups=(16, 16, 32, 64, 64),
-        level_span=9.0,
-    ),
-    # Tiny variants for tests and smoke runs.
-    "ugicm-hp-tiny": Architecture("ugicm-hp-tiny", N=16, M=24, embed_dim=16),
-    "ugicm-hpr-tiny": Architecture("ugicm-hpr-tiny", N=16, M=24, embed_dim=16, residual=True),
-    "ugicm-hpa-tiny": Architecture(
-        "ugicm-hpa-tiny", N=16, M=24, embed_dim=16, residual=True, anchored=True, adapters=True
-    ),
-    "ugicm-hpa-tiny-r10": Architecture(
-        "ugicm-hpa-tiny-r10",
-        N=16,
-        M=24,
-        embed_dim=16,
-        residual=True,
-        anchored=True,
-        adapters=True,
-        lambdas=WIDE_LAMBDAS,
-    ),
-    "ugicm-hpac-tiny-r10": Architecture(
-        "ugicm-hpac-tiny-r10",
-        N=16,
-        M=24,
-        embed_dim=16,
-        residual=True,
-        anchored=True,
-        adapters=True,
-        lambdas=WIDE_LAMBDAS,
-        context=True,
-    ),
-    "ugicm-hpacg-tiny-r10": Architecture(
-        "ugicm-hpacg-tiny-r10",
-        N=16,
-        M=24,
-        embed_dim=16,
-        residual=True,
-        anchored=True,
-        adapters=True,
-        lambdas=WIDE_LAMBDAS,
-        context=True,
-        context_groups=(4, 4, 8, 8),
-    ),
-    "ugicm-hpacg-tiny-r13": Architecture(
-        "ugicm-hpacg-tiny-r13",
-        N=16,
-        M=24,
-        embed_dim=16,
-        residual=True,
-        anchored=True,
-        adapters=True,
-        lambdas=HIGH_LAMBDAS,
-        context=True,
-        context_groups=(4, 4, 8, 8),
-        level_span=9.0,
-    ),
-}
+def _lineage(*steps: tuple[str, str | None, dict]) -> dict[str, Architecture]:
+    """Architectures as a family tree: each (name, parent, changes) is its parent with those
+    fields changed, the way its weights grow from the parent's (training.loop.Trainer.initialise)."""
+    out: dict[str, Architecture] = {}
+    for name, parent, changes in steps:
+        out[name] = replace(out[parent], name=name, **changes) if parent else Architecture(name, **changes)
+    return out
+
+
+_ANCHORED = dict(residual=True, anchored=True, adapters=True)
+_GROUPS, _TINY_GROUPS = (16, 16, 32, 64, 64), (4, 4, 8, 8)
+
+ARCHITECTURES: dict[str, Architecture] = _lineage(
+    ("ugicm-hp-128-192", None, dict(N=128, M=192)),
+    # residual PCDM blocks in g_s; decodes the parent's weights identically until trained
+    ("ugicm-hpr-128-192", "ugicm-hp-128-192", dict(residual=True)),
+    # an anchored, rate-aware PCDM and machine adapters: the human decode depends on nothing the
+    # machine sessions train; grows from either of the above
+    ("ugicm-hpa-128-192", "ugicm-hp-128-192", _ANCHORED),
+    # the rate ladder continued down to 0.1 bpp (WIDE_LAMBDAS, 10 points)
+    ("ugicm-hp-128-192-r10", "ugicm-hp-128-192", dict(lambdas=WIDE_LAMBDAS)),
+    ("ugicm-hpa-128-192-r10", "ugicm-hpa-128-192", dict(lambdas=WIDE_LAMBDAS)),
+    # a checkerboard context in the entropy model, coding alike until trained (entropy.CheckerboardContext)
+    ("ugicm-hpac-128-192-r10", "ugicm-hpa-128-192-r10", dict(context=True)),
+    # the context coded in ELIC's uneven channel groups, coding alike until trained
+    ("ugicm-hpacg-128-192-r10", "ugicm-hpac-128-192-r10", dict(context_groups=_GROUPS)),
+    # the ladder continued three points up (HIGH_LAMBDAS, 13 points, λ up to 0.72), the trained
+    # points and their conditioning unchanged
+    ("ugicm-hpacg-128-192-r13", "ugicm-hpacg-128-192-r10", dict(lambdas=HIGH_LAMBDAS, level_span=9.0)),
+    # tiny variants for tests and smoke runs
+    ("ugicm-hp-tiny", None, dict(N=16, M=24, embed_dim=16)),
+    ("ugicm-hpr-tiny", "ugicm-hp-tiny", dict(residual=True)),
+    ("ugicm-hpa-tiny", "ugicm-hp-tiny", _ANCHORED),
+    ("ugicm-hpa-tiny-r10", "ugicm-hpa-tiny", dict(lambdas=WIDE_LAMBDAS)),
+    ("ugicm-hpac-tiny-r10", "ugicm-hpa-tiny-r10", dict(context=True)),
+    ("ugicm-hpacg-tiny-r10", "ugicm-hpac-tiny-r10", dict(context_groups=_TINY_GROUPS)),
+    ("ugicm-hpacg-tiny-r13", "ugicm-hpacg-tiny-r10", dict(lambdas=HIGH_LAMBDAS, level_span=9.0)),
+)
 
 
 def build_model(name: str, initialise: bool = True) -> UGICM:

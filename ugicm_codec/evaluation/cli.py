@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 from pathlib import Path
 
 import click
@@ -239,24 +240,7 @@ def eval_run(
     if "restore" in task_names:
         if len(task_names) > 1:
             raise click.UsageError("--tasks restore cannot be combined with other tasks")
-        _eval_restore(
-            folder=folder,
-            out=out,
-            qualities=qualities,
-            baselines=baselines,
-            baseline_qualities=baseline_qualities,
-            degradations=degradations,
-            seed=seed,
-            weights=weights,
-            device=device,
-            threads=threads,
-            jobs=jobs,
-            limit=limit,
-            bd_method=bd_method,
-            refine_steps=refine_steps,
-            save_bitstreams=save_bitstreams,
-            quiet=quiet,
-        )
+        _eval_restore(click.get_current_context().params)
         return
     if degradations is not None:
         raise click.BadParameter("only with --tasks restore", param_hint="--degradations")
@@ -324,25 +308,7 @@ def _images(folder: Path, limit: int | None) -> tuple[list[Path], list[tuple[Pat
     return images, skipped
 
 
-def _eval_restore(
-    *,
-    folder,
-    out,
-    qualities,
-    baselines,
-    baseline_qualities,
-    degradations,
-    seed,
-    weights,
-    device,
-    threads,
-    jobs,
-    limit,
-    bd_method,
-    refine_steps,
-    save_bitstreams,
-    quiet,
-):
+def _eval_restore(params: dict):
     """``ugicm eval --tasks restore``: every usage and set-up error is found before any image is
     coded or torch is imported."""
     from click.core import ParameterSource
@@ -350,6 +316,7 @@ def _eval_restore(
     from . import baselines as baseline_codecs
     from . import restoration
 
+    p = types.SimpleNamespace(**params)
     ctx = click.get_current_context()
     if ctx.get_parameter_source("preferences") not in (ParameterSource.DEFAULT, None):
         raise click.BadParameter(
@@ -359,14 +326,14 @@ def _eval_restore(
     from ..degradations import EVALUATED
 
     try:
-        degradation_list = restoration.parse_degradations(degradations or ",".join(EVALUATED))
+        degradation_list = restoration.parse_degradations(p.degradations or ",".join(EVALUATED))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--degradations") from None
-    quality_list = _qualities(qualities)
+    quality_list = _qualities(p.qualities)
     if ctx.get_parameter_source("baselines") in (ParameterSource.DEFAULT, None):
-        baselines = restoration.DEFAULT_BASELINES
-    baseline_names = _baseline_names(baselines)
-    ladder = _qualities(baseline_qualities, "--baseline-qualities", int) if baseline_qualities else None
+        p.baselines = restoration.DEFAULT_BASELINES
+    baseline_names = _baseline_names(p.baselines)
+    ladder = _qualities(p.baseline_qualities, "--baseline-qualities", int) if p.baseline_qualities else None
     if not quality_list and not baseline_names:
         raise click.UsageError("nothing to evaluate: no ugicm qualities and no baselines")
     missing = restoration.missing_libraries(degradation_list, baseline_names)
@@ -376,14 +343,14 @@ def _eval_restore(
             "(or --baselines none)",
             EXIT_USAGE,
         )
-    images, skipped = _images(folder, limit)
+    images, skipped = _images(p.folder, p.limit)
     model = None
     if quality_list:  # the weights and their restore add-on, checked without torch
         from ..errors import WeightsError
         from ..weights import locate, restore_path
 
         try:
-            info = locate(weights)
+            info = locate(p.weights)
             addon = restore_path(info)
         except WeightsError as e:
             _fail(str(e), EXIT_WEIGHTS)
@@ -391,7 +358,7 @@ def _eval_restore(
         model["restore_sha256"] = _file_digest(addon)
     plan = restoration.RestorePlan(
         folder=images[0].parent,
-        out=out,
+        out=p.out,
         images=images,
         degradations=degradation_list,
         qualities=quality_list,
@@ -401,15 +368,15 @@ def _eval_restore(
             for name in baseline_names
         },
         model=model,
-        seed=seed,
-        device=device,
-        threads=threads,
-        jobs=jobs,
-        refine_steps=refine_steps,
-        save_bitstreams=save_bitstreams,
+        seed=p.seed,
+        device=p.device,
+        threads=p.threads,
+        jobs=p.jobs,
+        refine_steps=p.refine_steps,
+        save_bitstreams=p.save_bitstreams,
         nr=restoration.nr_measure(),
     )
-    status = _run_eval(plan, bd_method, quiet, restore=True)
+    status = _run_eval(plan, p.bd_method, p.quiet, restore=True)
     sys.exit(EXIT_FAILED if skipped else status)
 
 
