@@ -178,7 +178,7 @@ class Codec:
         # Analysis runs over the same tiles as entropy coding: half the work each, for the bar.
         y = self._analysis(padded, None if progress is None else lambda done: progress(done, 2 * len(grid)))
         alpha = None if picture.alpha is None else zlib.compress(picture.alpha.tobytes(), 9)
-        top: dict[bool, tuple] = {}  # refine -> (tiles, reference decode) at the ladder's top
+        top: dict[bool, tuple] = {}  # refine -> (base-layer file, its reference decode) at the top
 
         def code(level: float, refine: bool = False) -> bytes:
             above = level > self.max_level
@@ -190,7 +190,7 @@ class Codec:
                 s = 4  # y samples per z sample
                 y_tile, z_tile = y[..., zt * s : (zt + zh) * s, zl * s : (zl + zw) * s], None
                 if refine:
-                    refined = self._refine_tile(padded, (w, h), (zt, zl, zh, zw), y_tile, level, refine_steps)
+                    refined = self._refine_tile(padded, (w, h), (zt, zl, zh, zw), y_tile, base, refine_steps)
                     y_tile, z_tile = refined.y, refined.z
                 out = self.model.compress_latent(y_tile, base, z_tile)
                 tiles.append((out["strings"][1], out["strings"][0]))
