@@ -166,6 +166,49 @@ def test_parse_is_the_same_under_every_precision_and_thread_count(request, fixtu
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("parity", [0, 1])
+@pytest.mark.parametrize("support", [None, 0, 1])
+def test_a_half_of_the_checkerboard_is_evaluated_as_the_whole_grid_is_there(parity, support):
+    """The parse evaluates the context only where a half is coded (layers.ExactStack.at_half):
+    bit for bit what the whole-grid evaluation gives there, in the raster order of the grid."""
+    from ugicm_codec.entropy import anchor_mask, from_raster_order, raster_order
+    from ugicm_codec.layers import ExactStack, checkerboard_phases
+
+    g = torch.Generator().manual_seed(parity + 3 * (support or 0))
+    conv = torch.nn.Conv2d(6, 5, 5, padding=2)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+    x = torch.randint(-40, 40, (2, 6, 12, 10), generator=g).double() / 4
+    if support is not None:
+        x = x * (anchor_mask(12, 10) if support == 0 else ~anchor_mask(12, 10))
+    stack = ExactStack(torch.nn.Sequential(conv))
+    half = stack.at_half(x, parity, support)
+    whole = stack(x)
+    assert torch.equal(half, checkerboard_phases(whole, parity))
+    mask = anchor_mask(12, 10) if parity == 0 else ~anchor_mask(12, 10)
+    assert torch.equal(raster_order(half), whole[mask.expand_as(whole)])
+    assert torch.equal(from_raster_order(raster_order(half), half.shape), half)
+
+
+def test_tiles_side_by_side_come_back_in_order_and_restore_the_threads():
+    from ugicm_codec.workers import tile_map
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen = []
+        assert list(tile_map(lambda k: seen.append(torch.get_num_threads()) or k * k, range(7))) == [
+            k * k for k in range(7)
+        ]
+        assert seen[0] == 2 and set(seen[1:]) == {1}  # the first alone, the rest one thread each
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ZeroDivisionError):
+            list(tile_map(lambda k: 1 / (k - 3), range(6)))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_float32_is_the_reference_decode_on_any_thread_count(tiny_codec):
     from PIL import Image
 
@@ -241,7 +284,8 @@ def test_coder_tables_are_made_once_and_follow_the_model(tiny_codec):
     gc = tiny_codec.model.gaussian_conditional
     first = coder_tables(gc)
     assert coder_tables(gc) is first
-    assert first[0] == gc._quantized_cdf.tolist()
+    lengths = gc._cdf_length.tolist()
+    assert first[0] == [row[:n] for row, n in zip(gc._quantized_cdf.tolist(), lengths)]
     model = tiny_codec.model
     saved = gc._quantized_cdf.clone()
     try:
@@ -249,7 +293,7 @@ def test_coder_tables_are_made_once_and_follow_the_model(tiny_codec):
         assert coder_tables(gc)[0][0][0] == first[0][0][0] + 1
     finally:
         gc._quantized_cdf.copy_(saved)
-    assert coder_tables(model.gaussian_conditional)[0] == saved.tolist()
+    assert coder_tables(model.gaussian_conditional)[0] == [row[:n] for row, n in zip(saved.tolist(), lengths)]
 
 
 def test_bench_markdown_puts_before_beside_after():

@@ -202,12 +202,10 @@ def main():
     """
 
 
-def _run_common(
-    inputs, plan: OutputPlan, kind: str, job, job_args, common: dict, codec_options=None, **execute
-):
+def _run_common(inputs, plan: OutputPlan, kind: str, job, job_args, common: dict, **execute):
     """``_execute`` with the options every coding command takes (``_common``)."""
     reporter = Reporter(len(inputs), common["quiet"], common["as_json"], plan.writes_stdout, kind)
-    codec = {k: common[k] for k in ("weights", "device", "threads", "max_pixels")} | (codec_options or {})
+    codec = {k: common[k] for k in ("weights", "device", "threads", "max_pixels", "precision")}
     _execute(
         inputs,
         plan,
@@ -236,6 +234,15 @@ def _common(f):
         help="Where the transforms run.",
     )(f)
     f = click.option("--threads", type=click.IntRange(1, 256), help="CPU threads for torch.")(f)
+    f = click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        default="fast",
+        show_default=True,
+        help="Arithmetic of the transforms: fast (the fastest within 0.05 dB of float32 on this "
+        "hardware), float32 (the reference: the decode gives the same pixels on any thread "
+        "count), or bfloat16. The parse is exact under all of them (formats/ugc.md).",
+    )(f)
     f = click.option(
         "--max-pixels",
         type=click.IntRange(1),
@@ -346,17 +353,8 @@ def encode(inputs, output, quality, target_bpp, target_size, target_psnr, refine
     help="human, machine, any number between 0 (human) and 1 (machine), or restore (an "
     "estimate of the clean image behind a noisy, blurred, dark or JPEG-damaged one).",
 )
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="fast",
-    show_default=True,
-    help="Arithmetic of the synthesis: fast (the fastest within 0.05 dB of float32 on this "
-    "hardware), float32 (the reference decode: the same pixels on any thread count), or "
-    "bfloat16. The parse is exact under all of them (formats/ugc.md).",
-)
 @_common
-def decode(inputs, output, prefer, precision, **common):
+def decode(inputs, output, prefer, **common):
     """Reconstruct images from .ugc files, for people or for machine analytics."""
     from .batch import decode_job, output_format
 
@@ -378,7 +376,6 @@ def decode(inputs, output, prefer, precision, **common):
         decode_job,
         (beta,),
         common,
-        dict(precision=precision),
         target_args=lambda target: (output_format(target),),
         check=lambda name, data: container.parse(data, common["max_pixels"]),
         restore=beta == RESTORE,

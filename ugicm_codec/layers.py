@@ -63,13 +63,23 @@ class ThreadInvariantGDN(GDN):
     product: same parameters, same maths. oneDNN's 1×1 convolution splits the channel sum
     differently with 1 and 2 threads (1-ulp differences, enough to flip a decoded
     pixel), while the GEMM only partitions its output, so the decoder gives the same bits for any
-    thread count. Used in the synthesis transform, where decodes must be reproducible."""
+    thread count. Used in the synthesis transform, where decodes must be reproducible.
+
+    A channels-last input (the fast decode, ``synthesis.plan``) takes the 1×1 convolution
+    instead, with β as its bias: it keeps the layout and, under bf16 autocast, the dtype of the
+    layers around it, where the matrix product's reshape and float32 β made two copies of the
+    decoder's largest activation each way (a third of a Kodak decode's synthesis time)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         beta = self.beta_reparam(self.beta)
         gamma = self.gamma_reparam(self.gamma)
-        norm = torch.matmul(gamma, (x * x).reshape(n, c, h * w)).reshape(n, c, h, w) + beta[:, None, None]
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            norm = F.conv2d(x * x, gamma[:, :, None, None], beta)
+            if not torch.is_grad_enabled():  # in place: one activation-sized buffer fewer at the peak
+                return (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(x)
+        else:
+            norm = torch.matmul(gamma, (x * x).reshape(n, c, h * w)).reshape(n, c, h, w) + beta[:, None, None]
         return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
@@ -253,6 +263,59 @@ class ExactStack:
             else:
                 h = _to_grid_(h, 0.0, ACT_MAX, ACT_BITS)  # h is this stack's own float64 output
         return h
+
+    def at_half(self, x: torch.Tensor, parity: int, support: int | None = None) -> torch.Tensor:
+        """The stack's one stride-1 convolution evaluated only on one half of the checkerboard,
+        as ``checkerboard_phases(self(x), parity)``, from an ``x`` that is zero off the half
+        ``support`` (None: anywhere). Each output sub-grid is a sum of small convolutions of
+        the input's sub-grids, over the taps that can reach a non-zero input: a 5×5 context
+        from the other half costs a quarter of the full convolution. The sums are exact, so
+        their order does not change a bit."""
+        if self._key != self._parameters_key():
+            self._prepare()
+        ((kind, w, b, layer),) = self._ops
+        k = w.shape[-1]
+        r = k // 2
+        if kind != "conv" or layer.stride != (1, 1) or layer.padding != (r, r) or w.shape[-2] != k:
+            raise TypeError("at_half takes one square, stride-1, same-size convolution")
+        h = quantize_activation_signed(x.detach().cpu())
+        hh, wh = h.shape[-2] // 2, h.shape[-1] // 2
+        pad = (r + 1) // 2  # sub-grid samples a tap reaches
+        phases = {
+            (a, c): F.pad(h[..., a::2, c::2], (pad,) * 4)
+            for a in (0, 1)
+            for c in (0, 1)
+            if support is None or (a + c) % 2 == support
+        }
+        out = []
+        for a, c in ((0, parity), (1, 1 - parity)):
+            acc = None
+            for (a2, c2), phase in phases.items():
+                # taps dr, dc in [-r, r] landing on this sub-grid: (a + dr - a2) even
+                dr, dc = -r + (a + r - a2) % 2, -r + (c + r - c2) % 2
+                kernel = w[:, :, dr + r :: 2, dc + r :: 2]
+                top, left = pad + (a + dr - a2) // 2, pad + (c + dc - c2) // 2
+                part = phase[
+                    ..., top : top + hh + kernel.shape[-2] - 1, left : left + wh + kernel.shape[-1] - 1
+                ]
+                y = F.conv2d(part, kernel)
+                acc = y if acc is None else acc.add_(y)
+            out.append(acc.add_(b[:, None, None]))
+        return torch.cat(out)
+
+
+def checkerboard_phases(x: torch.Tensor, parity: int) -> torch.Tensor:
+    """The samples of x whose (row + column) % 2 == ``parity`` as two sub-grids stacked on the
+    batch: those on even rows, then those on odd rows. (N, C, H, W) -> (2N, C, H/2, W/2), H and
+    W even. A 1×1 layer or a pointwise operation on the half runs on this as it would on x."""
+    return torch.cat([x[..., 0::2, parity::2], x[..., 1::2, 1 - parity :: 2]])
+
+
+def set_phases(x: torch.Tensor, parity: int, phases: torch.Tensor) -> None:
+    """Writes ``phases`` (as ``checkerboard_phases`` lays them out) into x's half ``parity``."""
+    n = x.shape[0]
+    x[..., 0::2, parity::2] = phases[:n]
+    x[..., 1::2, 1 - parity :: 2] = phases[n:]
 
 
 def exact_forward(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:

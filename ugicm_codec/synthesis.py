@@ -9,9 +9,12 @@ only this last step, g_s, depends on it (formats/ugc.md, "Decode precision"):
 - ``bfloat16``: the same transform under bf16 autocast. Fast only where the hardware computes in
   bf16 (CUDA, AVX512-BF16 or AMX CPUs: ``hardware.bf16_is_fast``); emulated, and slow, elsewhere.
 - ``fast``, the default: the fastest of these that keeps Kodak's PSNR within 0.05 dB of float32's
-  on this hardware, with larger tiles (``FAST_TILE``: a Kodak image is one tile, so nothing is
-  computed twice) and, on a GPU, tiles of one shape stacked into one batch. Its pixels may differ
-  from the reference by a rounding step here and there.
+  on this hardware, channels_last (the inverse GDNs then run as 1×1 convolutions), with larger
+  tiles (``FAST_TILE``: a Kodak image is one tile, so nothing is computed twice), on a CPU two
+  tiles side by side (``workers.tile_map``), on a GPU tiles of one shape stacked into one batch.
+  Its pixels may differ from the reference by a rounding step here and there.
+
+The encoder's analysis runs under the same plan (``Codec._analysis``, ``arithmetic``).
 
 Tiles overlap by one latent sample more than g_s's receptive field reaches, so that the result
 has no seams: the share of the work spent on the overlap falls as tiles grow, (40 + 14)² / 40²
@@ -35,6 +38,7 @@ import torch
 
 from .container import LATENT_STRIDE
 from .hardware import bf16_is_fast
+from .workers import tile_map
 
 PRECISIONS = ("fast", "float32", "bfloat16")
 DEFAULT_PRECISION = "fast"
@@ -69,8 +73,16 @@ def plan(precision: str, device: torch.device, tile: int | None = None) -> Plan:
     # bf16 counts as fast only where the hardware has it; on an AVX2-only CPU it is emulated and
     # several times slower than float32, so "fast" stays float32 there.
     dtype = "bfloat16" if precision == "bfloat16" or bf16_is_fast(device.type) else "float32"
-    # channels_last pays on a GPU (cuDNN's bf16 kernels); on a CPU it measured within noise.
-    return Plan(dtype, tile or FAST_TILE, gpu, GPU_STACK if gpu else 1, False)
+    # channels_last: cuDNN's and oneDNN's fast kernels use it (a CPU's bf16 transposed
+    # convolutions run twice as fast), and the GDNs keep it (layers.ThreadInvariantGDN).
+    return Plan(dtype, tile or FAST_TILE, True, GPU_STACK if gpu else 1, False)
+
+
+def arithmetic(p: Plan, device: torch.device):
+    """The context a transform runs in under plan ``p``: bf16 autocast, or float32 as it is."""
+    if p.dtype == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def tiles(y_shape: tuple[int, int], height: int, width: int, tile: int, margin: int):
@@ -146,44 +158,50 @@ def synthesize(
         level = torch.tensor([rate_level], device=device)
         inverse_gain = model.rate.inverse_gain(level)
         embedding, restore = model.decoder_conditioning(beta, level)
-        autocast = (
-            torch.autocast(device.type, dtype=torch.bfloat16)
-            if p.dtype == "bfloat16"
-            else contextlib.nullcontext()
-        )
 
         def run(latents):
             x = latents.to(device) * inverse_gain
             if p.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
+            with arithmetic(p, device):
                 n = x.shape[0]
                 extra = None if restore is None else restore.expand(n, -1)
                 return model.g_s(x, embedding.expand(n, -1), extra).float()
 
-    # Tiles of one shape go through together (p.stack of them at a time, each with all files).
+    # Tiles of one shape go through together (p.stack of them at a time, each with all files);
+    # on a CPU, tiles go side by side instead (workers.tile_map), except in the reference decode.
     groups: dict = {}
     for t in layout:
         r0, r1, c0, c1, a0, a1, b0, b1 = t
         groups.setdefault((a1 - a0, b1 - b0), []).append(t)
+    chunks = [
+        members[i : i + p.stack] for members in groups.values() for i in range(0, len(members), p.stack)
+    ]
+
+    def pixels(chunk) -> list[np.ndarray]:
+        """NxHxWx3 uint8 pixels of each tile of ``chunk``, cropped to what it outputs."""
+        x = run(torch.cat([y_hat[..., a0:a1, b0:b1] for (_, _, _, _, a0, a1, b0, b1) in chunk]))
+        parts = []
+        for k, (r0, r1, c0, c1, a0, _a1, b0, _b1) in enumerate(chunk):
+            rows = min(r1 * s, height) - r0 * s
+            cols = min(c1 * s, width) - c0 * s
+            part = x[
+                k * n : (k + 1) * n,
+                :,
+                (r0 - a0) * s : (r0 - a0) * s + rows,
+                (c0 - b0) * s : (c0 - b0) * s + cols,
+            ]
+            parts.append(
+                part.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            )
+        return parts
+
     done = 0
-    for members in groups.values():
-        for start in range(0, len(members), p.stack):
-            chunk = members[start : start + p.stack]
-            latents = torch.cat([y_hat[..., a0:a1, b0:b1] for (_, _, _, _, a0, a1, b0, b1) in chunk])
-            x = run(latents)
-            for k, (r0, r1, c0, c1, a0, _a1, b0, _b1) in enumerate(chunk):
-                rows = min(r1 * s, height) - r0 * s
-                cols = min(c1 * s, width) - c0 * s
-                part = x[
-                    k * n : (k + 1) * n,
-                    :,
-                    (r0 - a0) * s : (r0 - a0) * s + rows,
-                    (c0 - b0) * s : (c0 - b0) * s + cols,
-                ]
-                part = part.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-                out[:, r0 * s : r0 * s + rows, c0 * s : c0 * s + cols] = part
-                done += 1
-                if progress is not None:
-                    progress(done)
+    parallel = device.type == "cpu" and not p.reference
+    for chunk, parts in zip(chunks, tile_map(pixels, chunks, parallel)):
+        for (r0, _r1, c0, _c1, *_), part in zip(chunk, parts):
+            out[:, r0 * s : r0 * s + part.shape[1], c0 * s : c0 * s + part.shape[2]] = part
+            done += 1
+            if progress is not None:
+                progress(done)
     return out
