@@ -189,6 +189,18 @@ def test_tiles_are_seamless(source_image):
     assert np.abs(a - b).max() <= 1
 
 
+def test_analysis_tiles_give_the_latent_of_the_whole_image(source_image):
+    """ANALYSIS_MARGIN covers g_a's reach: tiles of 128 px give the untiled latent (to float
+    rounding), so a large image codes as it would in one piece."""
+    from ugicm_codec.codec import Codec, _edge_padded
+
+    padded = _edge_padded(np.asarray(source_image.resize((300, 200))))
+    whole = Codec(weights=GOLDEN / "tiny", device="cpu", entropy_tile=1000, precision="float32")
+    tiled = Codec(weights=GOLDEN / "tiny", device="cpu", entropy_tile=2, precision="float32")
+    a, b = whole._analysis(padded), tiled._analysis(padded)
+    assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+
+
 @pytest.mark.parametrize("arch", ["ugicm-hpr-tiny", "ugicm-hpa-tiny"])
 def test_tiles_are_seamless_with_residual_pcdm_blocks(source_image, tmp_path, arch):
     """Residual blocks widen g_s's receptive field to 5.4 latent samples, machine adapters to 8.9

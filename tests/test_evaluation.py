@@ -666,7 +666,7 @@ def test_report_renders_the_speed_and_memory_files(tmp_path):
     assert "## Speed" in lines and "## Large images in bounded memory" in lines
     assert "| kodim01 | ugicm | after | cpu | 2 | 0.850 | 0.720 | 1.100 | 1218 |" in lines
     assert any(line.startswith("| kodim01 | avif |  | cpu | | error: no AVIF") for line in lines)
-    assert "| 1 | 1224×816 | 3.4 | 1.18 | 5.8 | 1.23 | 7.4 | 1.25 | 0.106 |" in lines
+    assert "| synthetic | 1 | 1224×816 | 3.4 | 1.18 | 5.8 | 1.23 | 7.4 | 1.25 | 0.106 |" in lines
     (tmp_path / "bench.json").write_text(json.dumps({"kodak": bench}))  # not the bench's own shape
     with pytest.raises(report.ReportError, match="not a readable speed"):
         report.render([str(tmp_path / "run")], bench=tmp_path / "bench.json")

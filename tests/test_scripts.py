@@ -114,6 +114,16 @@ def test_bench_memory_measures_a_small_image_in_fresh_processes(tmp_path):
     )
     (row,) = json.loads((tmp_path / "m.json").read_text())["rows"]
     assert row["encode_peak_gb"] > 0 and row["decode_seconds"] > 0 and row["bpp"] > 0
+    assert row["image"] == "synthetic"
+
+
+def test_bench_memory_measures_a_given_image(tmp_path):
+    load_script("bench_memory.py").main(
+        ["--sizes", "", "--images", str(GOLDEN / "source.png"), "--threads", "1", "--no-seam-check"]
+        + ["--workdir", str(tmp_path), "--json", str(tmp_path / "m.json")]
+    )
+    (row,) = json.loads((tmp_path / "m.json").read_text())["rows"]
+    assert row["image"] == "source.png" and row["decode_peak_gb"] > 0
 
 
 def test_device_collect_brings_back_the_furthest_phase_small(tmp_path):
@@ -143,3 +153,17 @@ def test_device_collect_brings_back_the_furthest_phase_small(tmp_path):
     ablation = torch.load(out / "s2n-diff.pt", weights_only=True)["model"]
     assert list(ablation) == ["preference.w"]
     assert len((out / "logs.jsonl").read_text().splitlines()) == 3
+
+
+def test_kodak_mosaic_fills_the_size_asked_for(tmp_path):
+    from PIL import Image
+
+    for k in range(24):  # landscape and portrait stand-ins for the Kodak images
+        Image.new("RGB", (12, 8) if k % 3 else (8, 12), (10 * k, 0, 0)).save(
+            tmp_path / f"kodim{k + 1:02d}.png"
+        )
+    out = tmp_path / "m.png"
+    load_script("kodak_mosaic.py").main(["60x40", str(out), "--grid", "3", "--kodak", str(tmp_path)])
+    im = Image.open(out)
+    assert im.size == (60, 40)
+    assert im.getpixel((0, 0))[0] == 0 and im.getpixel((25, 0))[0] == 10 and im.getpixel((0, 20))[0] == 30

@@ -8,7 +8,7 @@
     >>> clean = codec.decode(data, prefer="restore")     # the clean image behind a degraded one
 
 Images are processed in tiles so memory stays bounded whatever their size:
-- analysis: pixel tiles of one entropy tile (1024 px) plus a 64 px margin, cropped in the latent;
+- analysis: pixel tiles of one entropy tile (1024 px) plus a 32 px margin, cropped in the latent;
 - entropy coding: each entropy tile has its own z and y streams (formats/ugc.md);
 - synthesis: latent tiles with a margin wider than g_s's receptive field, so no seam appears.
 """
@@ -21,6 +21,7 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -56,7 +57,10 @@ UgcSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.n
 Progress = Callable[[int, int], None]
 
 DEFAULT_QUALITY = 50.0
-ANALYSIS_MARGIN = 4  # latent samples (64 px) of context around each analysis tile
+# Latent samples of context around each analysis tile: g_a's four 5×5 stride-2 convolutions make
+# latent sample j depend on pixels 16j − 30 … 16j + 30, so 2 samples (32 px) keep the tile's zero
+# padding out of view, and tiles give the latent of the whole image.
+ANALYSIS_MARGIN = 2
 SYNTHESIS_TILE = REFERENCE_TILE  # latent samples (640 px) per tile side of the reference decode
 
 
@@ -339,7 +343,7 @@ class Codec:
         """y = g_a(x) of the edge-padded image (``_edge_padded``), computed tile by tile (CPU
         tensor), in the arithmetic and layout of this codec's precision (``synthesis.plan``):
         float32 gives the reference encode; bf16, where the hardware has it, analyses in half
-        the time for about 0.1 % more bytes at the same PSNR (docs/speed.md)."""
+        the time for 0.1-0.2 % more bytes on Kodak (docs/speed.md)."""
         p = plan(self.precision, self.device)
         ph, pw = padded.shape[:2]
         yh, yw = ph // LATENT_STRIDE, pw // LATENT_STRIDE
@@ -472,9 +476,10 @@ class Codec:
         left out), or with ``as_tensors`` 3xHxW uint8 CPU tensors.
 
         With ``stack`` (the default on a GPU) files of one size and rate level go through
-        synthesis together, up to ``batch_size`` at a time, which keeps a GPU busy; on a CPU one
-        at a time is as fast and gives exactly ``decode``'s pixels. Entropy decoding is per file
-        either way. A bad file raises, naming its position."""
+        synthesis together, up to ``batch_size`` at a time, which keeps a GPU busy, while a
+        thread entropy-decodes the next batch on the CPU; on a CPU one at a time is as fast and
+        gives exactly ``decode``'s pixels. Entropy decoding is per file either way. A bad file
+        raises, naming its position."""
         beta = self._preference(prefer)
         stack = self.device.type == "cuda" if stack is None else stack
         files = []
@@ -488,10 +493,17 @@ class Codec:
         for i, f in enumerate(files):
             key = (f.width, f.height, f.y_shape, f.rate_level, f.residual is None) if stack else i
             groups.setdefault(key, []).append(i)
-        for members in groups.values():
-            for start in range(0, len(members), max(1, batch_size)):
-                chunk = members[start : start + max(1, batch_size)]
-                y_hat = torch.cat([self._decode_latent(files[i]) for i in chunk])
+        size = max(1, batch_size)
+        chunks = [members[k : k + size] for members in groups.values() for k in range(0, len(members), size)]
+
+        def parse(chunk: list[int]) -> torch.Tensor:
+            return torch.cat([self._decode_latent(files[i]) for i in chunk])
+
+        with ThreadPoolExecutor(1) as ahead:  # the next batch's parse, beside this one's synthesis
+            pending = None
+            for k, chunk in enumerate(chunks):
+                y_hat = pending.result() if pending is not None else parse(chunk)
+                pending = ahead.submit(parse, chunks[k + 1]) if stack and k + 1 < len(chunks) else None
                 first = files[chunk[0]]
                 b = _layered(first, beta)
                 rgb = self._synthesis(y_hat, first, b, batched=True, precision=self._precision_for(first, b))

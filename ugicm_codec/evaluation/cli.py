@@ -603,7 +603,7 @@ def eval_compare(run_a, curve_a, run_b, curve_b, models):
     type=click.Choice(["fast", "float32", "bfloat16"]),
     default="fast",
     show_default=True,
-    help="ugicm's synthesis precision (see ugicm decode --precision).",
+    help="ugicm's precision, for its encode and decode (see ugicm decode --precision).",
 )
 @click.option(
     "--startup",

@@ -313,6 +313,7 @@ def memory_rows(memory: dict) -> list[str]:
     ]
     lines += _table(
         [
+            "image",
             "megapixels",
             "size",
             "encode s",
@@ -326,7 +327,8 @@ def memory_rows(memory: dict) -> list[str]:
     )
     for r in memory.get("rows", []):
         lines.append(
-            f"| {r['megapixels']:g} | {r['width']}×{r['height']} | {r['encode_seconds']:.1f} | "
+            f"| {r.get('image', 'synthetic')} | {r['megapixels']:g} | {r['width']}×{r['height']} | "
+            f"{r['encode_seconds']:.1f} | "
             f"{r['encode_peak_gb']:.2f} | {r['decode_seconds']:.1f} | {r['decode_peak_gb']:.2f} | "
             f"{r['machine_decode_seconds']:.1f} | {r['machine_decode_peak_gb']:.2f} | {r['bpp']:.3f} |"
         )
