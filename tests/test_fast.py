@@ -332,3 +332,33 @@ def test_bench_markdown_puts_before_beside_after():
     assert "| before |" in before_line and "| 3.000 |" in before_line and "| – |" in before_line
     assert "| after |" in after_line and "| 68k | 26.7 |" in after_line and "| 0.900 |" in after_line
     assert "error: boom" in text
+
+
+def test_bench_times_many_files_through_the_batched_decode(tmp_path):
+    """`ugicm bench --batch N`: Codec.decode_batch of N copies, stacked (the path a GPU takes),
+    timed on the CPU here, in the JSON and the Markdown."""
+    from click.testing import CliRunner
+
+    from ugicm_codec.cli import main
+
+    args = [
+        "bench",
+        str(GOLDEN / "source.png"),
+        "--codecs",
+        "ugicm",
+        "--repeat",
+        "1",
+        "--no-cuda",
+        "--batch",
+        "3",
+    ]
+    args += ["--weights", str(GOLDEN / "tiny"), "--json", str(tmp_path / "b.json")]
+    result = CliRunner().invoke(main, args + ["--markdown", str(tmp_path / "b.md")])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert row["batch_files"] == 3 and row["batch_decode_s"] > 0
+    pixels = row["width"] * row["height"]
+    assert row["batch_decode_mp_per_s"] == pytest.approx(3 * pixels / 1e6 / row["batch_decode_s"])
+    assert row["gemm_gmac_per_s"] > 0  # the rate the synthesis' GMAC/s reads against
+    markdown = (tmp_path / "b.md").read_text()
+    assert "## Many files (`Codec.decode_batch`)" in markdown and "A 2048×2048 matrix product" in markdown

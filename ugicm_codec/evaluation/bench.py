@@ -218,6 +218,30 @@ def markdown_report(rows: list[dict], startup: dict, command: str) -> str:
         "reached. Rows without those figures come from a checkout whose bench did not report them.",
         "",
     ]
+    gemm = [r for r in rows if r.get("gemm_gmac_per_s")]
+    if gemm:
+        lines += [
+            "A 2048×2048 matrix product in the synthesis' arithmetic reached "
+            + ", ".join(
+                f"{r['gemm_gmac_per_s']:.0f} GMAC/s ({codec_label(r['codec'])}, {r.get('device', 'cpu')})"
+                for r in gemm
+            )
+            + " in the same processes: about what the cores can give a convolution.",
+            "",
+        ]
+    batched = [r for r in rows if r.get("batch_files")]
+    if batched:
+        lines += [
+            "## Many files (`Codec.decode_batch`)",
+            "",
+            "| image | codec | device | files | seconds | MP/s |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {image_label(r['image'])} | {codec_label(r['codec'])} | {r.get('device', '')} | "
+            f"{r['batch_files']} | {r['batch_decode_s']:.3f} | {r['batch_decode_mp_per_s']:.2f} |"
+            for r in batched
+        ]
     return "\n".join(lines)
 
 
@@ -315,6 +339,30 @@ def _setup_ugicm(config, rgb):
     return encode, decode, len, setting, torch
 
 
+def _batch_decode(codec, data, prefer: str, files: int, repeat: int, cuda: bool) -> dict:
+    """``Codec.decode_batch`` of ``files`` copies of one file, stacked: many files' throughput."""
+    import torch
+
+    def run():
+        codec.decode_batch([data] * files, prefer, stack=True)
+        if cuda:
+            torch.cuda.synchronize()
+
+    codec.decode_batch([data] * min(files, 2), prefer, stack=True)  # warm-up
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    f = codec.parse(data)
+    median = statistics.median(seconds)
+    return {
+        "batch_files": files,
+        "batch_decode_s": median,
+        "batch_decode_mp_per_s": files * f.width * f.height / 1e6 / median,
+    }
+
+
 def _ugicm_details(codec, data, prefer: str, repeat: int, cuda: bool) -> dict:
     """The decode split into parse (entropy decoding) and synthesis, g_s's multiply-accumulates
     per pixel and the rate it reached."""
@@ -341,7 +389,30 @@ def _ugicm_details(codec, data, prefer: str, repeat: int, cuda: bool) -> dict:
         "synthesis_s": synthesis,
         "synthesis_macs_per_pixel": macs,
         "synthesis_gmac_per_s": macs * f.width * f.height / synthesis / 1e9,
+        "gemm_gmac_per_s": gemm_rate(codec, cuda),
     }
+
+
+def gemm_rate(codec, cuda: bool, n: int = 2048, runs: int = 5) -> float:
+    """GMAC/s of an n×n matrix product in the arithmetic of the codec's synthesis (bf16 autocast
+    or float32, on its device): about what this machine's cores can give a convolution, so that
+    the synthesis' rate can be read against it."""
+    import torch
+
+    from ..synthesis import arithmetic, plan
+
+    p = plan(codec.precision, codec.device)
+    a = torch.randn(n, n, device=codec.device)
+    with torch.no_grad(), arithmetic(p, codec.device):
+        a @ a  # warm-up
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(runs):
+            a @ a
+        if cuda:
+            torch.cuda.synchronize()
+    return runs * n**3 / (time.perf_counter() - start) / 1e9
 
 
 def _compressai_decode_here(rgb, config: dict, repeat: int) -> dict:
@@ -463,6 +534,10 @@ def _measure(config: dict) -> dict:
     }
     if codec is not None:
         result.update(_ugicm_details(codec, data, setting["prefer"], config["repeat"], cuda))
+        if config.get("batch"):
+            result.update(
+                _batch_decode(codec, data, setting["prefer"], config["batch"], config["repeat"], cuda)
+            )
         if config.get("with_compressai"):
             result.update(_compressai_decode_here(rgb, config, config["repeat"]))
     if torch is not None:

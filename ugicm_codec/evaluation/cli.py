@@ -606,6 +606,15 @@ def eval_compare(run_a, curve_a, run_b, curve_b, models):
     help="ugicm's precision, for its encode and decode (see ugicm decode --precision).",
 )
 @click.option(
+    "--batch",
+    type=click.IntRange(0, 4096),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Also time Codec.decode_batch of N copies of each ugicm file: same-size files "
+    "synthesised together, the next batch parsed beside it (many files' throughput, MP/s).",
+)
+@click.option(
     "--startup",
     is_flag=True,
     help="Also time the first commands a shell user runs (help, errors, tiny encode and decode), "
@@ -633,6 +642,7 @@ def bench(
     threads,
     no_cuda,
     precision,
+    batch,
     startup,
     compare_with,
     markdown_path,
@@ -670,6 +680,8 @@ def bench(
         if codec.startswith("ugicm"):
             # The same process also decodes the image with CompressAI's hyperprior (bmshj2018).
             config.update(weights=model["path"], precision=precision, with_compressai=True)
+            if batch and not checkout:
+                config["batch"] = batch
         version = "before" if checkout else "after"
         click.echo(
             f"bench: {codec_label(codec)} on {device}, {image_label(image)}"
@@ -718,6 +730,7 @@ def bench(
             "repeat": repeat,
             "threads_requested": threads,
             "precision": precision,
+            "batch": batch,
             "compare_with": compare_with,
             "startup": startup_rows,
             "host": {
