@@ -362,3 +362,21 @@ def test_bench_times_many_files_through_the_batched_decode(tmp_path):
     assert row["gemm_gmac_per_s"] > 0  # the rate the synthesis' GMAC/s reads against
     markdown = (tmp_path / "b.md").read_text()
     assert "## Many files (`Codec.decode_batch`)" in markdown and "A 2048×2048 matrix product" in markdown
+
+
+def test_the_last_upsamplings_in_bands_give_the_whole_decode():
+    """The fast plan's g_s runs its last two upsamplings in row bands (PreferenceSynthesis
+    ._tail_in_bands): with 2 rows of margin the bands meet as the whole would, also for bands
+    that do not divide the rows."""
+    from ugicm_codec.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("ugicm-hpa-tiny").eval()
+    with torch.no_grad():
+        for p in model.g_s.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        y = torch.randn(1, model.arch.M, 5, 7)
+        e, _ = model.decoder_conditioning(1.0, torch.tensor([2.0]))  # the machine decode: adapters too
+        whole = model.g_s(y, e)
+        for band in (1, 3, 8, 100):
+            assert torch.allclose(model.g_s(y, e, None, band), whole, atol=1e-5), band

@@ -18,10 +18,12 @@ The encoder's analysis runs under the same plan (``Codec._analysis``, ``arithmet
 
 Tiles overlap by as far as g_s's receptive field reaches (the reference decode by one latent
 sample more), so that the result has no seams: the share of the work spent on the overlap falls
-as tiles grow, (40 + 14)² / 40² = 1.8× for the reference tile against (64 + 12)² / 64² = 1.4×
-for ``FAST_TILE``, and none for an image that fits in one tile. Memory grows with the tile:
+as tiles grow, (40 + 14)² / 40² = 1.8× for the reference tile against (128 + 12)² / 128² =
+1.2× for ``FAST_TILE``, and none for an image that fits in one tile. Memory grows with the tile:
 g_s's widest activation is 128 channels at half the output resolution, 134 MB for a 64-sample
-tile in float32.
+tile in float32; on a CPU the fast plan computes the last two upsamplings in bands of
+``TAIL_BAND`` rows (``PreferenceSynthesis._tail_in_bands``), so that its widest activation held
+whole is at quarter resolution, 160 MB for a 128-sample tile in float32.
 
 ``synthesize`` takes a batch of latents of one size and rate level (several files, as
 ``Codec.decode_batch`` stacks them) and returns their pixels.
@@ -43,7 +45,8 @@ from .hardware import bf16_is_fast
 PRECISIONS = ("fast", "float32", "bfloat16")
 DEFAULT_PRECISION = "fast"
 REFERENCE_TILE = 40  # latent samples (640 px) per tile side: the reference decode's tiles
-FAST_TILE = 64  # latent samples (1024 px): a Kodak image (32x48) is one tile
+FAST_TILE = 128  # latent samples (2048 px): a Kodak image (32x48) is one tile
+TAIL_BAND = 32  # rows of g_s's quarter-resolution features per band of its last upsamplings (CPU)
 GPU_STACK = 8  # tiles of one shape synthesised together on a GPU
 
 
@@ -56,6 +59,7 @@ class Plan:
     channels_last: bool
     stack: int
     reference: bool
+    band: int | None = None  # g_s's last upsamplings in bands of this many rows (PreferenceSynthesis)
 
 
 def check_precision(precision: str) -> str:
@@ -75,7 +79,7 @@ def plan(precision: str, device: torch.device, tile: int | None = None) -> Plan:
     dtype = "bfloat16" if precision == "bfloat16" or bf16_is_fast(device.type) else "float32"
     # channels_last: cuDNN's and oneDNN's fast kernels use it (a CPU's bf16 transposed
     # convolutions run twice as fast), and the GDNs keep it (layers.ThreadInvariantGDN).
-    return Plan(dtype, tile or FAST_TILE, True, GPU_STACK if gpu else 1, False)
+    return Plan(dtype, tile or FAST_TILE, True, GPU_STACK if gpu else 1, False, None if gpu else TAIL_BAND)
 
 
 def arithmetic(p: Plan, device: torch.device):
@@ -168,7 +172,7 @@ def synthesize(
             with arithmetic(p, device):
                 n = x.shape[0]
                 extra = None if restore is None else restore.expand(n, -1)
-                return model.g_s(x, embedding.expand(n, -1), extra).float()
+                return model.g_s(x, embedding.expand(n, -1), extra, p.band).float()
 
     # Tiles of one shape go through together (p.stack of them at a time, each with all files).
     # One at a time on a CPU: two side by side (workers.tile_map) decoded a 24 MP photo no
