@@ -10,9 +10,9 @@ only this last step, g_s, depends on it (formats/ugc.md, "Decode precision"):
   bf16 (CUDA, AVX512-BF16 or AMX CPUs: ``hardware.bf16_is_fast``); emulated, and slow, elsewhere.
 - ``fast``, the default: the fastest of these that keeps Kodak's PSNR within 0.05 dB of float32's
   on this hardware, channels_last (the inverse GDNs then run as 1×1 convolutions), with larger
-  tiles (``FAST_TILE``: a Kodak image is one tile, so nothing is computed twice) and, on a GPU,
-  tiles of one shape stacked into one batch. Its pixels may differ from the reference by a
-  rounding step here and there.
+  tiles (``FAST_TILE``: a Kodak image is one tile, so nothing is computed twice), on a CPU the
+  last two upsamplings in bands of rows, on a GPU tiles of one shape stacked into one batch. Its
+  pixels may differ from the reference by a rounding step here and there.
 
 The encoder's analysis runs under the same plan (``Codec._analysis``, ``arithmetic``).
 
